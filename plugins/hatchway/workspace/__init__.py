@@ -1,0 +1,1 @@
+"""The workspace lifecycle on AWS: ensure, tear down, inventory and purge."""

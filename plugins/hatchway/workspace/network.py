@@ -1,0 +1,187 @@
+"""A network for Batch jobs: VPC, private subnets, and a Squid proxy as their only way out.
+
+Used for a workspace's own network and for the shared one that ``platform_bootstrap``
+makes; both are found again by their Name tag and the platform tag, never created twice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hatchway.domain.names import NetworkNames
+from hatchway.domain.workspace import TAG_PLATFORM
+from hatchway.workspace.clients import AwsClients, tag_list
+
+SQUID_PORT = 3128
+ALIVE = ["pending", "running", "stopping", "stopped"]
+SQUID_USER_DATA = """#!/bin/bash
+yum install -y squid
+sed -i 's/^http_access deny all/http_access allow localnet\\nhttp_access deny all/' /etc/squid/squid.conf
+systemctl enable --now squid
+"""
+
+
+@dataclass
+class Network:
+    vpc_id: str
+    private_subnet_ids: list[str]
+    batch_security_group_id: str
+    squid_instance_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NetworkEnsurer:
+    """Ensures one network; every step looks its resource up by tags before creating it.
+
+    :param clients: AWS clients.
+    :param names: the network's names.
+    :param tags: tags for every resource (the Name tag is added per resource).
+    :param platform: the deployment prefix, part of every lookup filter.
+    """
+
+    def __init__(self, clients: AwsClients, names: NetworkNames, tags: dict[str, str], platform: str,
+                 cidr: str, squid_instance_type: str, squid_ami: str | None):
+        self.ec2 = clients.ec2
+        self.names = names
+        self.tags = tags
+        self.platform = platform
+        self.cidr = ipaddress.ip_network(cidr)
+        self.squid_instance_type = squid_instance_type
+        self.squid_ami = squid_ami
+
+    # -- lookups ---------------------------------------------------------------
+    def _filters(self, name: str, extra: list[dict] | None = None) -> list[dict]:
+        return [{"Name": "tag:Name", "Values": [name]},
+                {"Name": f"tag:{TAG_PLATFORM}", "Values": [self.platform]}] + (extra or [])
+
+    def _spec(self, kind: str, name: str) -> list[dict]:
+        return [{"ResourceType": kind, "Tags": tag_list({**self.tags, "Name": name})}]
+
+    def find_vpc(self) -> str | None:
+        vpcs = self.ec2.describe_vpcs(Filters=self._filters(self.names.vpc))["Vpcs"]
+        return vpcs[0]["VpcId"] if vpcs else None
+
+    # -- ensure ----------------------------------------------------------------
+    def ensure(self) -> Network:
+        vpc_id = self._ensure_vpc()
+        igw_id = self._ensure_gateway(vpc_id)
+        zones = [z["ZoneName"] for z in self.ec2.describe_availability_zones()["AvailabilityZones"]][:2]
+        blocks = list(self.cidr.subnets(new_prefix=min(self.cidr.prefixlen + 2, 28)))
+        private = [self._ensure_subnet(vpc_id, f"{self.names.private_subnet}-{i}", str(blocks[i]), zone)
+                   for i, zone in enumerate(zones)]
+        proxy_block = next(blocks[-1].subnets(new_prefix=min(blocks[-1].prefixlen + 6, 28)))
+        proxy = self._ensure_subnet(vpc_id, self.names.proxy_subnet, str(proxy_block), zones[0])
+        squid_sg = self._ensure_security_group(vpc_id, self.names.squid_security_group, squid=True)
+        batch_sg = self._ensure_security_group(vpc_id, self.names.batch_security_group, squid=False)
+        squid_id, squid_eni = self._ensure_squid(proxy, squid_sg)
+        self._ensure_route_table(vpc_id, self.names.public_route_table, [proxy], gateway_id=igw_id)
+        self._ensure_route_table(vpc_id, self.names.private_route_table, private, eni_id=squid_eni)
+        return Network(vpc_id, private, batch_sg, squid_id)
+
+    def _ensure_vpc(self) -> str:
+        vpc_id = self.find_vpc()
+        if vpc_id:
+            return vpc_id
+        vpc_id = self.ec2.create_vpc(CidrBlock=str(self.cidr),
+                                     TagSpecifications=self._spec("vpc", self.names.vpc))["Vpc"]["VpcId"]
+        self.ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+        return vpc_id
+
+    def _ensure_gateway(self, vpc_id: str) -> str:
+        found = self.ec2.describe_internet_gateways(
+            Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]
+        if found:
+            return found[0]["InternetGatewayId"]
+        igw = self.ec2.create_internet_gateway(
+            TagSpecifications=self._spec("internet-gateway", self.names.gateway))["InternetGateway"]
+        self.ec2.attach_internet_gateway(InternetGatewayId=igw["InternetGatewayId"], VpcId=vpc_id)
+        return igw["InternetGatewayId"]
+
+    def _ensure_subnet(self, vpc_id: str, name: str, cidr: str, zone: str) -> str:
+        found = self.ec2.describe_subnets(
+            Filters=self._filters(name, [{"Name": "vpc-id", "Values": [vpc_id]}]))["Subnets"]
+        if found:
+            return found[0]["SubnetId"]
+        return self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone,
+                                      TagSpecifications=self._spec("subnet", name))["Subnet"]["SubnetId"]
+
+    def _ensure_security_group(self, vpc_id: str, name: str, squid: bool) -> str:
+        found = self.ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]
+        )["SecurityGroups"]
+        if found:
+            return found[0]["GroupId"]
+        group_id = self.ec2.create_security_group(
+            GroupName=name, VpcId=vpc_id,
+            Description="Squid proxy for Batch jobs" if squid else "Batch jobs (egress through Squid)",
+            TagSpecifications=self._spec("security-group", name))["GroupId"]
+        if squid:
+            self.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[{
+                "IpProtocol": "tcp", "FromPort": SQUID_PORT, "ToPort": SQUID_PORT,
+                "IpRanges": [{"CidrIp": str(self.cidr), "Description": "the VPC's own jobs"}]}])
+        return group_id
+
+    def _squid_image(self) -> str:
+        if self.squid_ami:
+            return self.squid_ami
+        images = self.ec2.describe_images(Owners=["amazon"], Filters=[
+            {"Name": "name", "Values": ["amzn2-ami-ecs-*hvm-*-x86_64-ebs"]}])["Images"]
+        if not images:
+            raise RuntimeError("no ECS-optimised Amazon Linux 2 image found: set squid_ami in hatchway_config")
+        return max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"]
+
+    def find_squid(self) -> dict | None:
+        reservations = self.ec2.describe_instances(Filters=self._filters(
+            self.names.squid, [{"Name": "instance-state-name", "Values": ALIVE}]))["Reservations"]
+        instances = [i for r in reservations for i in r["Instances"]]
+        return instances[0] if instances else None
+
+    def _ensure_squid(self, subnet_id: str, group_id: str) -> tuple[str, str]:
+        instance = self.find_squid()
+        if instance is None:
+            instance = self.ec2.run_instances(
+                ImageId=self._squid_image(), InstanceType=self.squid_instance_type, MinCount=1, MaxCount=1,
+                NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id],
+                                    "AssociatePublicIpAddress": True}],
+                UserData=SQUID_USER_DATA,
+                TagSpecifications=self._spec("instance", self.names.squid) + self._spec("volume", self.names.squid),
+            )["Instances"][0]
+            # A NAT-like proxy forwards traffic that is not addressed to itself.
+            self.ec2.modify_instance_attribute(InstanceId=instance["InstanceId"], SourceDestCheck={"Value": False})
+        elif instance["State"]["Name"] == "stopped":
+            self.ec2.start_instances(InstanceIds=[instance["InstanceId"]])
+        return instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+
+    def _ensure_route_table(self, vpc_id: str, name: str, subnet_ids: list[str], *,
+                            gateway_id: str | None = None, eni_id: str | None = None) -> str:
+        found = self.ec2.describe_route_tables(
+            Filters=self._filters(name, [{"Name": "vpc-id", "Values": [vpc_id]}]))["RouteTables"]
+        if found:
+            table = found[0]
+        else:
+            table = self.ec2.create_route_table(VpcId=vpc_id,
+                                                TagSpecifications=self._spec("route-table", name))["RouteTable"]
+        table_id = table["RouteTableId"]
+        default = [r for r in table.get("Routes", []) if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+        target = {"GatewayId": gateway_id} if gateway_id else {"NetworkInterfaceId": eni_id}
+        if not default:
+            self.ec2.create_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", **target)
+        elif any(default[0].get(k) != v for k, v in target.items()):
+            # The Squid instance was replaced: point the default route at the new one.
+            self.ec2.replace_route(RouteTableId=table_id, DestinationCidrBlock="0.0.0.0/0", **target)
+        associated = {a.get("SubnetId") for a in table.get("Associations", [])}
+        for subnet_id in subnet_ids:
+            if subnet_id not in associated:
+                self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
+        return table_id
+
+    def stop_squid(self) -> str | None:
+        instance = self.find_squid()
+        if instance and instance["State"]["Name"] in ("pending", "running"):
+            self.ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
+            return instance["InstanceId"]
+        return None
