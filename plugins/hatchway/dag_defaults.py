@@ -1,0 +1,21 @@
+"""What every Hatchway DAG shares: owner, tags, retries, and the Params of a workspace."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param
+
+from hatchway.domain.workspace import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
+
+DEFAULT_ARGS = {"owner": "hatchway", "retries": 2, "retry_delay": timedelta(seconds=30),
+                "retry_exponential_backoff": True}
+
+
+def workspace_param() -> Param:
+    return Param(type="string", title="Workspace", description=WORKSPACE_HELP, **WORKSPACE_SCHEMA)
+
+
+def owner_param() -> Param:
+    return Param(type="string", title="Owner", description="the researcher's user name or e-mail, lowercase",
+                 **OWNER_SCHEMA)

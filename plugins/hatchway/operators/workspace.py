@@ -1,0 +1,218 @@
+"""Thin operators of the workspace lifecycle: read params and config, call one ensure.
+
+The work lives in :mod:`hatchway.workspace`; these only wire Airflow to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Variable
+from airflow.sdk.exceptions import AirflowSkipException
+
+from hatchway import faults
+from hatchway.domain.workspace import PlatformConfig, TeardownRequest, WorkspaceRequest
+
+CONFIG_VARIABLE = "hatchway_config"
+
+
+def load_config(variable: str = CONFIG_VARIABLE) -> PlatformConfig:
+    """The deployment's configuration from an Airflow Variable (JSON), validated."""
+    raw = Variable.get(variable, default=None)
+    if raw is None:
+        raise ValueError(f"Airflow Variable {variable!r} is not set: it holds the platform configuration (README)")
+    return PlatformConfig.from_json(raw)
+
+
+class HatchwayAwsOperator(BaseOperator):
+    """Base of the workspace operators: configuration, clients, and the fault hook.
+
+    :param config_variable: Airflow Variable holding the platform configuration.
+    """
+
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, config_variable: str = CONFIG_VARIABLE, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.config_variable = config_variable
+
+    @cached_property
+    def config(self) -> PlatformConfig:
+        return load_config(self.config_variable)
+
+    @cached_property
+    def clients(self):
+        from hatchway.workspace.clients import AwsClients
+
+        return AwsClients.from_connection(self.config.aws_conn_id, self.config.region)
+
+    def run_step(self, target: Any, step: str, **inputs: Any) -> Any:
+        result = getattr(target, step)(**inputs)
+        faults.inject(self.task_id)
+        return result
+
+
+class WorkspaceStepOperator(HatchwayAwsOperator):
+    """Run one ensure step of :class:`hatchway.workspace.provision.Workspace`.
+
+    :param step: the method to call (``plan``, ``ensure_network``, ``ensure_storage``, ...).
+    :param workspace: the workspace name (templated).
+    :param workspace_owner: the researcher who owns it (templated; ``owner`` is the task's Airflow owner).
+    :param cost_center: cost-allocation tag value (templated, optional).
+    :param inputs: keyword arguments of the step, usually upstream XComs (templated).
+    """
+
+    template_fields: Sequence[str] = ("workspace", "workspace_owner", "cost_center", "inputs")
+    template_fields_renderers = {"inputs": "json"}
+    STEPS = ("plan", "ensure_network", "ensure_storage", "ensure_job_role", "ensure_compute_environment",
+             "ensure_job_queue", "ensure_user", "ensure_access_key", "record")
+
+    def __init__(self, *, step: str, workspace: str, workspace_owner: str, cost_center: str | None = None,
+                 inputs: dict[str, Any] | None = None, **kwargs: Any):
+        if step not in self.STEPS:
+            raise ValueError(f"unknown workspace step {step!r}; one of {self.STEPS}")
+        super().__init__(**kwargs)
+        self.step = step
+        self.workspace = workspace
+        self.workspace_owner = workspace_owner
+        self.cost_center = cost_center
+        self.inputs = inputs or {}
+
+    def request(self) -> WorkspaceRequest:
+        return WorkspaceRequest(workspace=self.workspace, owner=self.workspace_owner, cost_center=self.cost_center)
+
+    def execute(self, context: Any) -> Any:
+        from hatchway.workspace.provision import Workspace
+
+        return self.run_step(Workspace(self.clients, self.config, self.request()), self.step, **self.inputs)
+
+
+class EnsureComputeEnvironmentOperator(WorkspaceStepOperator):
+    """Ensure the compute environment, then wait for VALID in the triggerer.
+
+    The wait is the amazon provider's ``BatchCreateComputeEnvironmentTrigger``: no worker
+    slot is held while AWS brings the environment up.
+
+    :param waiter_max_attempts: polls before giving up (``compute_wait_delay`` apart).
+    """
+
+    def __init__(self, *, waiter_max_attempts: int = 60, **kwargs: Any):
+        super().__init__(step="ensure_compute_environment", **kwargs)
+        self.waiter_max_attempts = waiter_max_attempts
+
+    def execute(self, context: Any) -> Any:
+        from airflow.providers.amazon.aws.triggers.batch import BatchCreateComputeEnvironmentTrigger
+
+        result = super().execute(context)
+        if result.get("status") == "VALID":
+            return result["arn"]
+        self.defer(
+            trigger=BatchCreateComputeEnvironmentTrigger(
+                compute_env_arn=result["arn"], waiter_delay=self.config.compute_wait_delay,
+                waiter_max_attempts=self.waiter_max_attempts, aws_conn_id=self.config.aws_conn_id,
+                region_name=self.config.region),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        if not event or event.get("status") != "success":
+            raise RuntimeError(f"compute environment for {self.workspace!r} did not become VALID: {event}")
+        return event["value"]
+
+
+class TeardownStepOperator(HatchwayAwsOperator):
+    """Run one teardown step for a workspace; purge steps skip unless ``purge`` is true.
+
+    :param step: ``revoke_access``, ``stop_compute``, ``expire_data``, ``purge_resources``, ``purge_data``.
+    :param workspace: the workspace name (templated).
+    :param purge: delete everything, data included (templated).
+    """
+
+    template_fields: Sequence[str] = ("workspace", "purge")
+    STEPS = ("revoke_access", "stop_compute", "expire_data", "purge_resources", "purge_data")
+    # Steps missing here run either way.
+    ONLY_WHEN_PURGE = {"expire_data": False, "purge_resources": True, "purge_data": True}
+
+    def __init__(self, *, step: str, workspace: str, purge: bool | str = False, **kwargs: Any):
+        if step not in self.STEPS:
+            raise ValueError(f"unknown teardown step {step!r}; one of {self.STEPS}")
+        super().__init__(**kwargs)
+        self.step = step
+        self.workspace = workspace
+        self.purge = purge
+
+    def execute(self, context: Any) -> Any:
+        from hatchway.workspace.inventory import delete_resources, inventory
+        from hatchway.workspace.provision import Workspace, read_record
+
+        request = TeardownRequest(workspace=self.workspace, purge=self.purge)
+        if self.ONLY_WHEN_PURGE.get(self.step, request.purge) != request.purge:
+            raise AirflowSkipException(f"{self.step} runs only with purge={not request.purge}")
+        if self.step == "purge_resources":
+            found = inventory(self.clients, request.workspace)
+            deleted = delete_resources(self.clients, found)
+            faults.inject(self.task_id)
+            return {"deleted": len(deleted), "kinds": sorted({r.kind for r in found})}
+        record = read_record(self.clients, self.config, request.workspace)
+        owner = record.owner if record else "unknown"
+        ws = Workspace(self.clients, self.config, WorkspaceRequest(
+            workspace=request.workspace, owner=owner, cost_center=record.cost_center if record else None))
+        return self.run_step(ws, self.step)
+
+
+class PlatformStepOperator(HatchwayAwsOperator):
+    """Run one step of :class:`hatchway.workspace.platform.Platform` (``platform_bootstrap``).
+
+    :param step: ``ensure_roles``, ``ensure_bucket``, ``ensure_shared_network``, ``ensure_shared_queue``.
+    :param inputs: keyword arguments of the step (templated).
+    """
+
+    template_fields: Sequence[str] = ("inputs",)
+    STEPS = ("ensure_roles", "ensure_bucket", "ensure_shared_network", "ensure_shared_queue")
+
+    def __init__(self, *, step: str, inputs: dict[str, Any] | None = None, **kwargs: Any):
+        if step not in self.STEPS:
+            raise ValueError(f"unknown platform step {step!r}; one of {self.STEPS}")
+        super().__init__(**kwargs)
+        self.step = step
+        self.inputs = inputs or {}
+
+    def execute(self, context: Any) -> Any:
+        from hatchway.workspace.platform import Platform
+
+        return self.run_step(Platform(self.clients, self.config), self.step, **self.inputs)
+
+
+class ReaperOperator(HatchwayAwsOperator):
+    """One pass of the workspace reaper.
+
+    :param action: ``find_idle`` (confs for ``workspace_teardown``), ``sweep_orphans`` or ``queue_quota``.
+    :param idle_ttl_hours: override of the configured TTL (templated, optional).
+    :param delete_orphans: delete tagged resources of no known workspace (templated).
+    """
+
+    template_fields: Sequence[str] = ("idle_ttl_hours", "delete_orphans")
+    ACTIONS = ("find_idle", "sweep_orphans", "queue_quota")
+
+    def __init__(self, *, action: str, idle_ttl_hours: int | str | None = None,
+                 delete_orphans: bool | str = False, **kwargs: Any):
+        if action not in self.ACTIONS:
+            raise ValueError(f"unknown reaper action {action!r}; one of {self.ACTIONS}")
+        super().__init__(**kwargs)
+        self.action = action
+        self.idle_ttl_hours = idle_ttl_hours
+        self.delete_orphans = delete_orphans
+
+    def execute(self, context: Any) -> Any:
+        from hatchway.workspace import reaper
+
+        if self.action == "find_idle":
+            ttl = int(self.idle_ttl_hours) if self.idle_ttl_hours not in (None, "", "None") else None
+            return [{"workspace": w, "purge": False}
+                    for w in reaper.find_idle(self.clients, self.config, ttl_hours=ttl)]
+        if self.action == "sweep_orphans":
+            delete = self.delete_orphans in (True, "True", "true")
+            return reaper.sweep_orphans(self.clients, self.config, delete=delete)
+        return reaper.queue_quota(self.clients, self.config)

@@ -1,0 +1,66 @@
+"""Helpers shared by the tests: run a DAG for real, read what it left behind."""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+def run_dag(dag_id: str, **conf: Any):
+    """Run one DAG run with ``dag.test()`` (tasks, deferrals and teardowns run in-process)."""
+    from datetime import datetime, timezone
+
+    dag = _dagbag().get_dag(dag_id)
+    # A distinct run_after keeps runs of the same DAG in one test apart.
+    return dag.test(run_after=datetime.now(timezone.utc), run_conf=conf)
+
+
+def task_states(dag_run) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_run.dag_id,
+                                                  TaskInstance.run_id == dag_run.run_id).all()
+        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
+
+
+def xcom_values(dag_run) -> dict[str, Any]:
+    """Every XCom of a run, decoded, keyed ``task_id:key``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_run.dag_id,
+                                               XComModel.run_id == dag_run.run_id).all()
+        return {f"{r.task_id}:{r.key}": r.value for r in rows}
+
+
+def all_xcom_text() -> str:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return "\n".join(json.dumps(r.value, default=str) for r in session.query(XComModel).all())
+
+
+def all_log_text(home: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
