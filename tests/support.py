@@ -64,3 +64,54 @@ def all_log_text(home: Path) -> str:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+READ_PREFIXES = ("describe", "list", "get", "head", "lookup", "search")
+
+
+def recorded_calls(recording: Path) -> list[tuple[str, str, bool]]:
+    """Calls the moto server recorded, as ``(service, action, mutating)``.
+
+    The service comes from the SigV4 credential scope; the action from the Query body
+    (``Action=``), the JSON target header, or the REST path (Batch) and method (S3).
+    """
+    import base64
+    import re
+    from urllib.parse import parse_qs, urlparse
+
+    calls = []
+    if not recording.exists():
+        return calls
+    for line in recording.read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        headers = rec.get("headers", {})
+        scope = re.search(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/", headers.get("Authorization", ""))
+        if not scope:
+            continue  # moto's own control API
+        service = scope.group(1)
+        body = rec.get("body") or ""
+        if rec.get("body_encoded") and body:
+            body = base64.b64decode(body).decode(errors="replace")
+        path = urlparse(rec["url"]).path
+        if "X-Amz-Target" in headers:
+            action = headers["X-Amz-Target"].split(".")[-1]
+        elif "Action=" in body:
+            action = parse_qs(body)["Action"][0]
+        elif service == "s3":
+            action = f"{rec['method']} {path}"
+            calls.append((service, action, rec["method"] not in ("GET", "HEAD")))
+            continue
+        else:
+            action = path.rstrip("/").split("/")[-1] if "/v1/" in path else f"{rec['method']} {path}"
+            if path.startswith("/v1/tags"):
+                action = "ListTagsForResource" if rec["method"] == "GET" else "TagResource"
+        calls.append((service, action, not action.lower().startswith(READ_PREFIXES)))
+    return calls
+
+
+def reset_recording(url: str) -> None:
+    import requests
+
+    requests.post(f"{url}/moto-api/recorder/reset-recording", timeout=10).raise_for_status()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from airflow.sdk import Param
 
 from hatchway.domain.workspace import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
 
-DEFAULT_ARGS = {"owner": "hatchway", "retries": 2, "retry_delay": timedelta(seconds=30),
+# HATCHWAY_TASK_RETRIES lets failure tests (and cautious operators) turn retries off.
+DEFAULT_ARGS = {"owner": "hatchway", "retries": int(os.environ.get("HATCHWAY_TASK_RETRIES", "2")), "retry_delay": timedelta(seconds=30),
                 "retry_exponential_backoff": True}
 
 

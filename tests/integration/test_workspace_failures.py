@@ -1,0 +1,51 @@
+"""Make each provision step fail once, right after its work; a purge then leaves nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from hatchway.faults import ENV
+from hatchway.workspace.inventory import inventory
+from support import run_dag, task_states
+
+STEPS = ["plan", "ensure_network", "ensure_storage", "ensure_job_role", "ensure_compute_environment",
+         "ensure_job_queue", "ensure_user", "ensure_access_key", "record"]
+ALICE = {"workspace": "alice", "owner": "alice@example.org"}
+BUCKET = "hatchway-test-data"
+
+
+def test_every_provision_task_is_covered():
+    from support import _dagbag
+
+    assert sorted(_dagbag().get_dag("workspace_provision").task_ids) == sorted(STEPS)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_failed_provision_then_purge_leaves_no_tagged_resource(step, aws, airflow_db, monkeypatch):
+    assert run_dag("platform_bootstrap").state == "success"
+    monkeypatch.setenv(ENV, step)
+    failed = run_dag("workspace_provision", **ALICE)
+    assert failed.state == "failed"
+    assert task_states(failed)[step] == "failed"
+    left = inventory(aws, "alice")
+    prefix = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="alice/").get("KeyCount", 0)
+    if step != "plan":
+        assert left or prefix, f"the fault after {step} should strike after something was made"
+
+    monkeypatch.delenv(ENV)
+    purge = run_dag("workspace_teardown", workspace="alice", purge=True)
+    assert purge.state == "success", task_states(purge)
+    assert inventory(aws, "alice") == []
+    assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="alice/").get("KeyCount", 0) == 0
+    assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=".hatchway/workspaces/alice").get("KeyCount", 0) == 0
+
+
+def test_failed_provision_converges_when_run_again(aws, airflow_db, monkeypatch):
+    assert run_dag("platform_bootstrap").state == "success"
+    monkeypatch.setenv(ENV, "ensure_user")
+    assert run_dag("workspace_provision", **ALICE).state == "failed"
+    monkeypatch.delenv(ENV)
+    again = run_dag("workspace_provision", **ALICE)
+    assert again.state == "success", task_states(again)
+    assert len([r for r in inventory(aws, "alice") if r.kind == "vpc"]) == 1
+    assert len(aws.iam.list_access_keys(UserName="hatchway-alice-user")["AccessKeyMetadata"]) == 1
