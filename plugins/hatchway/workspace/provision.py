@@ -154,8 +154,14 @@ class Workspace:
             )
 
     # -- network -----------------------------------------------------------------
+    @property
+    def uses_shared_network(self) -> bool:
+        # In shared queue mode the jobs run on the shared compute environment, inside the
+        # shared network: a network of the workspace's own would serve nothing.
+        return self.config.shared_network or self.shared
+
     def ensure_network(self) -> dict[str, Any]:
-        if self.config.shared_network:
+        if self.uses_shared_network:
             shared = network_ensurer(self.clients, self.config, self.platform.shared_network, {})
             vpc_id = shared.find_vpc()
             if not vpc_id:
@@ -339,7 +345,7 @@ class Workspace:
     def stop_compute(self) -> dict[str, Any]:
         """Stop the Squid proxy and disable the user's queue (jobs cannot start; data stays)."""
         stopped = None
-        if not self.config.shared_network:
+        if not self.uses_shared_network:
             stopped = network_ensurer(self.clients, self.config, self.names.base, self.tags).stop_squid()
         disabled = False
         if not self.shared:

@@ -1,0 +1,67 @@
+"""The reaper: idle workspaces go to teardown; orphans are listed, and removed when asked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hatchway.domain.workspace import PlatformConfig, WorkspaceRequest, workspace_tags
+from hatchway.workspace.clients import tag_list
+from hatchway.workspace.inventory import inventory
+from hatchway.workspace.provision import read_record, write_record
+from support import run_dag, task_states, xcom_values
+from conftest import TEST_CONFIG
+
+CONFIG = PlatformConfig(**TEST_CONFIG)
+
+
+def _provision(*who):
+    assert run_dag("platform_bootstrap").state == "success"
+    for w in who:
+        run = run_dag("workspace_provision", workspace=w, owner=f"{w}@example.org")
+        assert run.state == "success", task_states(run)
+
+
+def _age(aws, workspace: str, hours: int) -> None:
+    record = read_record(aws, CONFIG, workspace)
+    record.last_active_at -= timedelta(hours=hours)
+    write_record(aws, CONFIG, record, {})
+
+
+def _teardown_runs():
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {r.run_id: r.conf for r in session.query(DagRun).filter(DagRun.dag_id == "workspace_teardown")}
+
+
+def test_idle_workspace_is_handed_to_teardown_and_active_one_is_not(aws, airflow_db):
+    _provision("alice", "bob")
+    _age(aws, "alice", CONFIG.idle_ttl_hours + 1)
+    before = set(_teardown_runs())
+    run = run_dag("workspace_reaper")
+    assert run.state == "success", task_states(run)
+    assert xcom_values(run)["find_idle:return_value"] == [{"workspace": "alice", "purge": False}]
+    new = {k: v for k, v in _teardown_runs().items() if k not in before}
+    assert list(new.values()) == [{"workspace": "alice", "purge": False}]
+    assert xcom_values(run)["queue_quota:return_value"]["job_queues"] == 2
+
+
+def test_orphans_are_reported_then_deleted_only_when_asked(aws, airflow_db):
+    _provision("alice")
+    ghost = workspace_tags(CONFIG, WorkspaceRequest(workspace="ghost", owner="gone@example.org"))
+    aws.iam.create_user(UserName="hatchway-ghost-user", Path="/hatchway/", Tags=tag_list(ghost))
+    aws.ec2.create_vpc(CidrBlock="10.7.0.0/16",
+                       TagSpecifications=[{"ResourceType": "vpc", "Tags": tag_list({**ghost, "Name": "ghost"})}])
+
+    report = run_dag("workspace_reaper")
+    assert report.state == "success", task_states(report)
+    listed = xcom_values(report)["sweep_orphans:return_value"]
+    assert sorted(o["kind"] for o in listed["orphans"]) == ["iam_user", "vpc"]
+    assert listed["deleted"] == 0 and len(inventory(aws, "ghost")) == 2
+
+    sweep = run_dag("workspace_reaper", delete_orphans=True)
+    assert sweep.state == "success", task_states(sweep)
+    assert xcom_values(sweep)["sweep_orphans:return_value"]["deleted"] == 2
+    assert inventory(aws, "ghost") == []
+    assert {r.kind for r in inventory(aws, "alice")} >= {"iam_user", "vpc", "job_queue"}
