@@ -14,21 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hatchway.domain import names
+from hatchway.domain.names import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
 
 TAG_WORKSPACE = "hatchway:workspace"
 TAG_OWNER = "hatchway:owner"
 TAG_COMPONENT = "hatchway:component"
 TAG_PLATFORM = "hatchway:platform"
-
-
-# The trigger form checks these before a run exists; the validators below say which rule broke.
-WORKSPACE_HELP = "3-32 lowercase letters, digits and single '-', starting with a letter"
-WORKSPACE_SCHEMA = {
-    "pattern": r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$",
-    "minLength": names.WORKSPACE_MIN,
-    "maxLength": names.WORKSPACE_MAX,
-}
-OWNER_SCHEMA = {"pattern": r"^[a-z0-9][a-z0-9._@+-]*$", "minLength": 1, "maxLength": 128}
 
 
 class QueueMode(str, Enum):

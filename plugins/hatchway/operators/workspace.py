@@ -7,19 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from hatchway import faults
-from hatchway.domain.workspace import PlatformConfig, TeardownRequest, WorkspaceRequest
+
+if TYPE_CHECKING:
+    # Imported where used: DAG files import this module, and parse time is a tracked figure.
+    from hatchway.domain.workspace import PlatformConfig, WorkspaceRequest
 
 CONFIG_VARIABLE = "hatchway_config"
 
 
 def load_config(variable: str = CONFIG_VARIABLE) -> PlatformConfig:
     """The deployment's configuration from an Airflow Variable (JSON), validated."""
+    from hatchway.domain.workspace import PlatformConfig
+
     raw = Variable.get(variable, default=None)
     if raw is None:
         raise ValueError(f"Airflow Variable {variable!r} is not set: it holds the platform configuration (README)")
@@ -81,6 +86,8 @@ class WorkspaceStepOperator(HatchwayAwsOperator):
         self.inputs = inputs or {}
 
     def request(self) -> WorkspaceRequest:
+        from hatchway.domain.workspace import WorkspaceRequest
+
         return WorkspaceRequest(workspace=self.workspace, owner=self.workspace_owner, cost_center=self.cost_center)
 
     def execute(self, context: Any) -> Any:
@@ -144,6 +151,7 @@ class TeardownStepOperator(HatchwayAwsOperator):
         self.purge = purge
 
     def execute(self, context: Any) -> Any:
+        from hatchway.domain.workspace import TeardownRequest, WorkspaceRequest
         from hatchway.workspace.inventory import delete_resources, inventory
         from hatchway.workspace.provision import Workspace, read_record
 
