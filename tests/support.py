@@ -94,13 +94,14 @@ def recorded_calls(recording: Path) -> list[tuple[str, str, bool]]:
         body = rec.get("body") or ""
         if rec.get("body_encoded") and body:
             body = base64.b64decode(body).decode(errors="replace")
-        path = urlparse(rec["url"]).path
+        url = urlparse(rec["url"])
+        path = url.path
         if "X-Amz-Target" in headers:
             action = headers["X-Amz-Target"].split(".")[-1]
         elif "Action=" in body:
             action = parse_qs(body)["Action"][0]
         elif service == "s3":
-            action = f"{rec['method']} {path}"
+            action = f"{rec['method']} {path}" + (f"?{url.query}" if url.query else "")
             calls.append((service, action, rec["method"] not in ("GET", "HEAD")))
             continue
         else:

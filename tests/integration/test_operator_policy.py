@@ -1,0 +1,54 @@
+"""include/policies/hatchway-operator.json grants every AWS action the lifecycles really make."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from support import REPO, recorded_calls, reset_recording, run_dag, task_states
+
+POLICY = json.loads((REPO / "include/policies/hatchway-operator.json").read_text())
+FREE = {"sts:GetCallerIdentity"}  # needs no permission
+
+
+def _s3_action(action: str) -> str:
+    """An IAM action for a recorded S3 REST call (``METHOD /bucket[/key][?query]``)."""
+    method, target = action.split(" ", 1)
+    path, _, query = target.partition("?")
+    parts = path.strip("/").split("/", 1)
+    if "lifecycle" in query:
+        return {"GET": "s3:GetLifecycleConfiguration"}.get(method, "s3:PutLifecycleConfiguration")
+    if "publicAccessBlock" in query:
+        return "s3:GetBucketPublicAccessBlock" if method == "GET" else "s3:PutBucketPublicAccessBlock"
+    if "tagging" in query:
+        return "s3:GetBucketTagging" if method == "GET" else "s3:PutBucketTagging"
+    if len(parts) == 1:  # the bucket itself
+        if method == "PUT":
+            return "s3:CreateBucket"
+        if method == "POST" and "delete" in query:
+            return "s3:DeleteObject"
+        return "s3:ListBucket"
+    return {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
+            "DELETE": "s3:DeleteObject"}[method]
+
+
+def test_operator_policy_covers_every_call_of_every_lifecycle(aws, airflow_db, moto_server):
+    granted = {a.lower() for s in POLICY["Statement"] for a in s["Action"]}
+    reset_recording(moto_server.url)
+    runs = [run_dag("platform_bootstrap"),
+            run_dag("workspace_provision", workspace="alice", owner="alice@example.org"),
+            run_dag("workspace_teardown", workspace="alice", purge=False),
+            run_dag("workspace_provision", workspace="alice", owner="alice@example.org"),
+            run_dag("workspace_reaper", delete_orphans=True),
+            run_dag("workspace_teardown", workspace="alice", purge=True)]
+    assert all(r.state == "success" for r in runs), [task_states(r) for r in runs]
+    used = set()
+    for service, action, _ in recorded_calls(moto_server.recording):
+        if service == "s3":
+            used.add(_s3_action(action))
+        else:
+            used.add(f"{service}:{re.sub(r'[^A-Za-z]', '', action)}")
+    missing = sorted(a for a in used if a.lower() not in granted and a not in FREE)
+    assert missing == []
+    assert len(used) > 40
+    assert {"s3:PutLifecycleConfiguration", "s3:PutBucketPublicAccessBlock", "s3:CreateBucket"} <= used
