@@ -1,0 +1,206 @@
+"""Local endpoints the DAGs talk to, run as supervised subprocesses on loopback ports.
+
+A :class:`Service` starts, waits until ready, stops, and says which environment Airflow
+needs to reach it (``AIRFLOW_CONN_*``). :class:`DevStack` runs several as one unit, so a GCS
+emulator, a Kafka mock cluster or a Seqera simulator is one more ``Service`` subclass.
+
+    with DevStack([MotoServer()], workdir) as stack:
+        env = stack.airflow_env()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from hatchway.devstack.process import ManagedProcess, StackError, free_port, wait_until
+
+VENV_BIN = Path(sys.executable).parent
+
+
+class Service:
+    """A local server with a lifecycle. Subclasses set ``name`` and implement ``_argv``/``_ready``.
+
+    :param port: port to listen on (default: a free one).
+    :param env: extra environment for the server process.
+    :param start_timeout: seconds to wait for readiness.
+    """
+
+    name = "service"
+
+    def __init__(self, port: int | None = None, env: dict[str, str] | None = None, start_timeout: float = 60) -> None:
+        self.port = port or free_port()
+        self.extra_env = dict(env or {})
+        self.start_timeout = start_timeout
+        self.process: ManagedProcess | None = None
+        self.workdir: Path | None = None
+        self.started_in: float | None = None
+
+    # -- for subclasses
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _after_start(self) -> None:
+        """Configure the running server (called once it is ready)."""
+
+    def _process_kwargs(self) -> dict:
+        return {}
+
+    def airflow_env(self) -> dict[str, str]:
+        """:return: environment variables that point Airflow at this service."""
+        return {}
+
+    # -- lifecycle
+    def start(self, workdir: Path) -> Service:
+        """Start the server and wait until it is ready.
+
+        :param workdir: folder for the log file and any data of this service.
+        :raises StackError: when it exits or is not ready in time (with the log tail).
+        """
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        self.process = ManagedProcess(
+            self.name,
+            self._argv(),
+            self.workdir / f"{self.name}.log",
+            env={**os.environ, **self.extra_env},
+            **self._process_kwargs(),
+        ).start()
+        try:
+            wait_until(self._ready, timeout=self.start_timeout, what=f"{self.name} on port {self.port}",
+                       procs=[self.process], interval=0.2)
+            self._after_start()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - t0
+        return self
+
+    def check(self) -> None:
+        """Raise :class:`StackError` if the server has died."""
+        if self.process:
+            self.process.check()
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    @contextmanager
+    def running(self, workdir: Path) -> Iterator[Service]:
+        """Context manager: ``with MotoServer().running(tmp) as moto: ...``."""
+        self.start(workdir)
+        try:
+            yield self
+        finally:
+            self.stop()
+
+
+class MotoServer(Service):
+    """moto in server mode: AWS APIs on ``http://127.0.0.1:<port>``.
+
+    :param region: region written into the Airflow connection.
+    :param kwargs: see :class:`Service`; ``env`` may carry ``MOTO_ENABLE_RECORDING`` etc.
+    """
+
+    name = "moto"
+    # AWS has its managed policies (service-role/AWSBatchServiceRole, ...); moto only
+    # when asked, and attaching one it lacks fails with NoSuchEntity.
+    DEFAULT_ENV = {"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+
+    def __init__(self, region: str = "us-east-1", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.extra_env = {**self.DEFAULT_ENV, **self.extra_env}
+        self.region = region
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        return [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/moto-api/", timeout=2).status_code == 200
+
+    def _after_start(self) -> None:
+        # Batch jobs otherwise try to run Docker, which this machine does not have, and FAIL.
+        resp = requests.post(f"{self.url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=5)
+        resp.raise_for_status()
+
+    def airflow_env(self) -> dict[str, str]:
+        conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": self.url, "region_name": self.region},
+        }
+        return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn)}
+
+
+class DevStack:
+    """Several services started in order and stopped in reverse, as one context manager.
+
+    :param services: the services, started in this order.
+    :param workdir: parent folder; each service gets ``workdir/<name>``.
+    """
+
+    def __init__(self, services: list[Service], workdir: Path) -> None:
+        self.services = list(services)
+        self.workdir = Path(workdir)
+        self._started: list[Service] = []
+
+    def __getitem__(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def start(self) -> DevStack:
+        try:
+            for service in self.services:
+                service.start(self.workdir / service.name)
+                self._started.append(service)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def check(self) -> None:
+        """Raise :class:`StackError` if any service has died."""
+        for service in self._started:
+            service.check()
+
+    def stop(self) -> None:
+        errors = []
+        while self._started:
+            service = self._started.pop()
+            try:
+                service.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the others regardless
+                errors.append(f"{service.name}: {exc}")
+        if errors:
+            raise StackError("stopping the dev stack failed: " + "; ".join(errors))
+
+    def airflow_env(self) -> dict[str, str]:
+        """:return: the merged ``AIRFLOW_CONN_*`` environment of all services."""
+        env: dict[str, str] = {}
+        for service in self.services:
+            env.update(service.airflow_env())
+        return env
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
