@@ -148,6 +148,69 @@ class MotoServer(Service):
         return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn)}
 
 
+
+class GcsEmulator(Service):
+    """gcp-storage-emulator: the GCS JSON API on ``http://127.0.0.1:<port>``, in memory.
+
+    :param project: project id written into the Airflow connection.
+    """
+
+    name = "gcs"
+
+    def __init__(self, project: str = "hatchway-dev", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.project = project
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        return [str(VENV_BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+                "--port", str(self.port), "--in-memory"]
+
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/storage/v1/b?project={self.project}", timeout=2).status_code == 200
+
+    def airflow_env(self) -> dict[str, str]:
+        # The google provider's GCSHook needs an anonymous connection with a project (EMULATOR-NOTES).
+        conn = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": self.project}}
+        return {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(conn), "STORAGE_EMULATOR_HOST": self.url}
+
+
+class KafkaMockCluster(Service):
+    """librdkafka's mock cluster as the Kafka broker (``hatchway.devstack.kafka_mock``).
+
+    The broker picks its own port; :attr:`bootstrap` is read from the process's output.
+    """
+
+    name = "kafka"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap: str | None = None
+        plugins = str(Path(__file__).resolve().parents[2])
+        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins, os.environ.get("PYTHONPATH")) if p)
+
+    def _argv(self) -> list[str]:
+        return [sys.executable, "-m", "hatchway.devstack.kafka_mock"]
+
+    def _ready(self) -> bool:
+        log = self.workdir / f"{self.name}.log"
+        for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+            if line.startswith("BOOTSTRAP="):
+                self.bootstrap = line.split("=", 1)[1].strip()
+                self.port = int(self.bootstrap.rsplit(":", 1)[1])
+                return True
+        return False
+
+    def airflow_env(self) -> dict[str, str]:
+        extra = {"bootstrap.servers": self.bootstrap, "group.id": "hatchway-intake",
+                 "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                 "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+        return {"AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": extra})}
+
+
 class DevStack:
     """Several services started in order and stopped in reverse, as one context manager.
 

@@ -1,0 +1,257 @@
+"""Job requests and status messages of the job-run lifecycle (INTERVENE-compatible).
+
+Plain pydantic, one meaning per model. The request is what the backend produces on the
+intake topic; the status message is what it consumes on the status topic. The rules of
+the request are validators here, so intake, the DAG and the tests share them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hatchway.domain.names import NameError_, check_dns1123_label, check_s3_bucket
+
+JOB_ID = re.compile(r"^INTP\d{1,20}$")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+GENOMIC_SUFFIXES = (".vcf", ".pgen", ".pvar", ".psam", ".bim", ".bed", ".fam", ".zst", ".gz")
+# Which file of a target genome carries which suffix, per format.
+FORMAT_SUFFIXES = {
+    "pfile": {"geno": (".pgen", ".pgen.zst"), "variants": (".pvar", ".pvar.zst"), "pheno": (".psam",)},
+    "bfile": {"geno": (".bed",), "variants": (".bim", ".bim.zst"), "pheno": (".fam",)},
+    "vcf": {"geno": (".vcf", ".vcf.gz"), "variants": (".vcf", ".vcf.gz"), "pheno": (".vcf", ".vcf.gz")},
+}
+
+
+def _safe_file_name(value: str, what: str) -> str:
+    if "/" in value or ".." in value or not SAFE_NAME.match(value):
+        raise ValueError(f"{what} {value!r} must be a plain file name: letters, digits, '.', '_' and '-', no '/' or '..'")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GlobusFile(_Strict):
+    filename: str
+    size: int = Field(gt=0, description="bytes; checked after the transfer")
+
+    @field_validator("filename")
+    @classmethod
+    def _encrypted(cls, v: str) -> str:
+        _safe_file_name(v, "filename")
+        if not v.endswith(".c4gh"):
+            raise ValueError(f"filename {v!r} must end with .c4gh (inputs arrive Crypt4GH-encrypted)")
+        return v
+
+
+class GlobusDetails(_Strict):
+    dir_path_on_guest_collection: str = Field(min_length=1, max_length=1024)
+    files: list[GlobusFile] = Field(min_length=1, max_length=1000)
+
+    @field_validator("dir_path_on_guest_collection")
+    @classmethod
+    def _relative_path(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/") or any(c in v for c in "\\\n\r\t\0"):
+            raise ValueError("dir_path_on_guest_collection must be a relative path without '..'")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> GlobusDetails:
+        names = [f.filename for f in self.files]
+        if len(set(names)) != len(names):
+            raise ValueError("files lists a filename twice")
+        return self
+
+
+class TargetGenome(_Strict):
+    sampleset: str = Field(min_length=1, max_length=64)
+    chrom: str | None = None
+    vcf_import_dosage: bool = False
+    geno: str
+    pheno: str
+    variants: str
+    format: Literal["pfile", "bfile", "vcf"]
+
+    @field_validator("sampleset")
+    @classmethod
+    def _sampleset(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_-]+$", v):
+            raise ValueError("sampleset may contain only letters, digits, '_' and '-'")
+        return v
+
+    @field_validator("geno", "pheno", "variants")
+    @classmethod
+    def _plain(cls, v: str, info) -> str:
+        _safe_file_name(v, info.field_name)
+        if v.endswith(".c4gh"):
+            raise ValueError(f"{info.field_name} {v!r} names the decrypted file: drop the .c4gh suffix")
+        return v
+
+    @model_validator(mode="after")
+    def _suffixes_match_format(self) -> TargetGenome:
+        for field, suffixes in FORMAT_SUFFIXES[self.format].items():
+            value = getattr(self, field)
+            if not value.endswith(suffixes):
+                raise ValueError(f"{field} {value!r} does not fit format {self.format}: expected {' or '.join(suffixes)}")
+        return self
+
+
+class NxfParamsFile(_Strict):
+    pgs_id: str | None = None
+    pgp_id: str | None = None
+    trait_efo: str | None = None
+    target_build: Literal["GRCh37", "GRCh38"]
+    format: Literal["json"] = "json"
+
+    @field_validator("pgs_id", "pgp_id", "trait_efo")
+    @classmethod
+    def _ids(cls, v: str | None, info) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9_:, -]{1,4096}$", v):
+            raise ValueError(f"{info.field_name} may contain only letters, digits, '_', ':', ',' and spaces")
+        return v
+
+    @model_validator(mode="after")
+    def _one_score_source(self) -> NxfParamsFile:
+        if not (self.pgs_id or self.pgp_id or self.trait_efo):
+            raise ValueError("nxf_params_file needs at least one of pgs_id, pgp_id, trait_efo")
+        return self
+
+
+class PipelineParam(_Strict):
+    id: str
+    target_genomes: list[TargetGenome] = Field(min_length=1, max_length=100)
+    nxf_params_file: NxfParamsFile
+
+    @field_validator("id")
+    @classmethod
+    def _job_id(cls, v: str) -> str:
+        if not JOB_ID.match(v):
+            raise ValueError(f"id {v!r} must match INTP followed by digits")
+        return v
+
+
+class SecretKeyDetails(_Strict):
+    secret_id: str
+    secret_id_version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+
+    @field_validator("secret_id")
+    @classmethod
+    def _uuid4(cls, v: str) -> str:
+        if not UUID4.match(v):
+            raise ValueError("secret_id must be a UUID4")
+        return v
+
+
+class JobRequest(_Strict):
+    """A job request from the intake topic."""
+
+    globus_details: GlobusDetails
+    pipeline_param: PipelineParam
+    secret_key_details: SecretKeyDetails
+
+    @property
+    def job_id(self) -> str:
+        return self.pipeline_param.id
+
+    @model_validator(mode="after")
+    def _genomes_are_transferred(self) -> JobRequest:
+        encrypted = {f.filename.removesuffix(".c4gh") for f in self.globus_details.files}
+        for genome in self.pipeline_param.target_genomes:
+            missing = [f for f in (genome.geno, genome.pheno, genome.variants) if f not in encrypted]
+            if missing:
+                raise ValueError(f"target genome {genome.sampleset!r} needs {missing} but globus_details.files "
+                                 "has no matching .c4gh file")
+        return self
+
+
+class JobEvent(str, Enum):
+    REQUESTED = "Requested"
+    CREATED = "Created"
+    DEPLOYED = "Deployed"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobEvent.SUCCEEDED, JobEvent.FAILED)
+
+
+# The INTERVENE backend knows only these; the others are switchable (HATTIVATTI-NOTES).
+BACKEND_EVENTS = frozenset({JobEvent.DEPLOYED, JobEvent.SUCCEEDED, JobEvent.FAILED})
+_ORDER = [JobEvent.REQUESTED, JobEvent.CREATED, JobEvent.DEPLOYED, JobEvent.SUCCEEDED]
+
+
+def can_move(current: JobEvent | None, new: JobEvent) -> bool:
+    """Whether a run may go from ``current`` to ``new`` (forward only; Failed from any live state)."""
+    if current is None:
+        return True
+    if current.terminal:
+        return False
+    if new is JobEvent.FAILED:
+        return True
+    return _ORDER.index(new) > _ORDER.index(current)
+
+
+class StatusMessage(BaseModel):
+    """A status message for the status topic: ``trace_*`` only when Failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_name: str
+    utc_time: datetime
+    event: JobEvent
+    trace_name: str | None = None
+    trace_exit: int | None = None
+
+    @field_validator("utc_time")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("utc_time must carry a timezone")
+        return v.astimezone(timezone.utc)
+
+    @model_validator(mode="after")
+    def _trace_only_on_failure(self) -> StatusMessage:
+        if self.event is not JobEvent.FAILED and (self.trace_name is not None or self.trace_exit is not None):
+            raise ValueError("trace_name and trace_exit belong to Failed messages only")
+        return self
+
+    def to_json(self) -> bytes:
+        data = self.model_dump(mode="json", exclude={"trace_name", "trace_exit"}
+                               if self.event is not JobEvent.FAILED else None)
+        data["utc_time"] = self.utc_time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        import json
+
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+def seqera_event(status: str | None) -> JobEvent | None:
+    """Seqera workflow status -> job event; ``None`` (not started yet) changes nothing."""
+    if status is None:
+        return None
+    return {"SUBMITTED": JobEvent.DEPLOYED, "RUNNING": JobEvent.DEPLOYED, "SUCCEEDED": JobEvent.SUCCEEDED,
+            "FAILED": JobEvent.FAILED, "UNKNOWN": JobEvent.FAILED, "CANCELLED": JobEvent.FAILED}.get(status)
+
+
+class JobNames:
+    """Names of one job's resources, from the deployment namespace and the job id."""
+
+    def __init__(self, namespace: str, job_id: str):
+        check_dns1123_label(namespace)
+        if not JOB_ID.match(job_id):
+            raise NameError_(f"job id {job_id!r} must match INTP followed by digits")
+        self.namespace = namespace
+        self.job_id = job_id
+        lowered = job_id.lower()
+        self.run_name = f"{namespace}-{lowered}"
+        self.release = check_dns1123_label(lowered[:53])
+        self.work_bucket = check_s3_bucket(f"{namespace}-{lowered}-work")
+        self.results_bucket = check_s3_bucket(f"{namespace}-{lowered}-results")
+        self.dag_run_id = f"job__{lowered}"
