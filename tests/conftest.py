@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HOME = REPO / ".airflow-test"
+# One home per test process: sessions running side by side never share a database.
+HOME = REPO / ".airflow-test" / f"session-{os.getpid()}"
 os.environ.update({
     "AIRFLOW_HOME": str(HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -30,6 +31,10 @@ os.environ.update({
     "AWS_DEFAULT_REGION": "us-east-1",
 })
 sys.path.insert(0, str(REPO / "plugins"))
+# A fresh home for every session, removed before anything can open its database.
+if HOME.exists():
+    shutil.rmtree(HOME)
+HOME.mkdir(parents=True)
 
 from hatchway.devstack.endpoints import MotoServer  # noqa: E402
 from hatchway.workspace.clients import AwsClients  # noqa: E402
@@ -41,9 +46,6 @@ TEST_CONFIG = {"region": "us-east-1", "bucket": "hatchway-test-data", "prefix": 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated metadata DB for ``dag.test()`` (made once per session)."""
-    if HOME.exists():
-        shutil.rmtree(HOME)
-    HOME.mkdir(parents=True)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
                    env=os.environ.copy())
     return HOME
@@ -86,3 +88,41 @@ def set_config(monkeypatch):
         monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CONFIG", json.dumps({**TEST_CONFIG, **changes}))
 
     return _set
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory):
+    from hatchway.devstack.endpoints import KafkaMockCluster
+
+    cluster = KafkaMockCluster()
+    cluster.start(tmp_path_factory.mktemp("kafka"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    from hatchway.devstack.endpoints import GcsEmulator
+
+    emulator = GcsEmulator()
+    emulator.start(tmp_path_factory.mktemp("gcs"))
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def jobs(kafka_cluster, gcs_emulator, monkeypatch):
+    """Kafka and GCS for the job lifecycle, with topics of this test's own."""
+    import uuid
+
+    from tests_jobs import JobsEnv
+
+    suffix = uuid.uuid4().hex[:8]
+    config = {"namespace": "hwtest", "intake_topic": f"launch-{suffix}", "status_topic": f"status-{suffix}",
+              "dead_letter_topic": f"dlq-{suffix}", "poll_interval_seconds": 1, "timeout_seconds": 30,
+              "deployed_timeout_seconds": 60}
+    for service in (kafka_cluster, gcs_emulator):
+        for key, value in service.airflow_env().items():
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG", json.dumps(config))
+    return JobsEnv(config=config, bootstrap=kafka_cluster.bootstrap, monkeypatch=monkeypatch)

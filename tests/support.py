@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import uuid
@@ -24,9 +25,13 @@ def run_dag(dag_id: str, **conf: Any):
     """Run one DAG run with ``dag.test()`` (tasks, deferrals and teardowns run in-process)."""
     from datetime import datetime, timezone
 
-    dag = _dagbag().get_dag(dag_id)
+    # dag.test() folds run_conf into the Params it stores for the DAG, and later runs of
+    # the same DAG in this process render with them: every run names every default.
+    dag = copy.deepcopy(_dagbag().get_dag(dag_id))
+    defaults = {name: dag.params.get_param(name).value for name in dag.params
+                if dag.params.get_param(name).has_value}
     # A distinct run_after keeps runs of the same DAG in one test apart.
-    return dag.test(run_after=datetime.now(timezone.utc), run_conf=conf)
+    return dag.test(run_after=datetime.now(timezone.utc), run_conf={**defaults, **conf})
 
 
 def task_states(dag_run) -> dict[str, str]:
