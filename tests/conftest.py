@@ -124,5 +124,40 @@ def jobs(kafka_cluster, gcs_emulator, monkeypatch):
     for service in (kafka_cluster, gcs_emulator):
         for key, value in service.airflow_env().items():
             monkeypatch.setenv(key, value)
+    kafka_conn = json.loads(kafka_cluster.airflow_env()["AIRFLOW_CONN_KAFKA_DEFAULT"])
+    kafka_conn["extra"]["group.id"] = f"intake-{suffix}"  # tests never share a consumer group
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(kafka_conn))
     monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG", json.dumps(config))
     return JobsEnv(config=config, bootstrap=kafka_cluster.bootstrap, monkeypatch=monkeypatch)
+
+
+SEQERA_WS, SEQERA_FORBIDDEN_WS = 1001, 666
+
+
+@pytest.fixture(scope="session")
+def seqera_simulator(tmp_path_factory):
+    """One Seqera simulator for the session; workspace 666 is forbidden to its token.
+    Short timeouts and backoffs in the connection keep retry tests fast."""
+    from hatchway.devstack.endpoints import SeqeraSimulator
+
+    simulator = SeqeraSimulator(workspace_id=SEQERA_WS, forbidden_workspaces=(SEQERA_FORBIDDEN_WS,),
+                                conn_extra={"timeout": 2, "max_attempts": 4, "backoff_base": 0.05,
+                                            "backoff_max": 0.2})
+    simulator.start(tmp_path_factory.mktemp("seqera"))
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def sim(seqera_simulator, monkeypatch):
+    """The Seqera simulator, reset, with Airflow's ``seqera_default`` connection pointing at it."""
+    seqera_simulator.reset()
+    for key, value in seqera_simulator.airflow_env().items():
+        monkeypatch.setenv(key, value)
+    return seqera_simulator
+
+
+@pytest.fixture
+def seqera(sim, jobs):
+    """The simulator beside Kafka and GCS, for the job lifecycle."""
+    return sim

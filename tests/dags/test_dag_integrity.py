@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED = {"platform_bootstrap", "workspace_provision", "workspace_teardown", "workspace_reaper"}
+EXPECTED = {"platform_bootstrap", "workspace_provision", "workspace_teardown", "workspace_reaper",
+            "job_intake", "job_run"}
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import pytest
 
 from hatchway.devstack.airflow import Airflow
 from hatchway.devstack.client import AirflowClient
+from hatchway.devstack.jobs_demo import NAMESPACE, bucket_rows, cancel_job, run_jobs, status_messages
+from hatchway.domain.jobs import JobNames
 from hatchway.devstack.demo import LIFECYCLE, REGION, airflow_env, describe_failure, dev_stack, run_lifecycle
 
 # Not skips: a leg that silently does not run is a leg that never fails.
@@ -51,6 +53,27 @@ def test_lifecycle_on_postgres_redis_celery(tmp_path):
             results = run_lifecycle(client, LIFECYCLE, on_poll=alive)
             failures = "\n".join(describe_failure(r, airflow.home) for r in results if not r.ok)
             assert [r.state for r in results] == ["success"] * len(LIFECYCLE), failures
+
+            # Jobs through Kafka, the Celery worker and the triggerer, with task retries on.
+            outcomes = run_jobs(client, stack, on_poll=alive)
+            assert [(o.state, o.expected) for o in outcomes] == [("success", "success"), ("failed", "failed")]
+            events: dict[str, list[str]] = {}
+            for message in status_messages(stack):
+                events.setdefault(message["run_name"], []).append(message["event"])
+            ok, bad = (JobNames(NAMESPACE, o.job_id).run_name for o in outcomes)
+            assert events[ok] == ["Requested", "Created", "Deployed", "Succeeded"]
+            assert events[bad] == ["Requested", "Created", "Deployed", "Failed"]  # exactly once each
+
+            # A person cancels a waiting job: Failed is sent, Seqera's run is cancelled, buckets go,
+            # and the run reports failed, never success (AIRFLOW-NOTES: cancelled runs ending success).
+            cancelled = cancel_job(client, stack, on_poll=alive)
+            assert cancelled.state == "failed"
+            name = JobNames(NAMESPACE, cancelled.job_id)
+            cancel_events = [m["event"] for m in status_messages(stack) if m["run_name"] == name.run_name]
+            assert cancel_events == ["Requested", "Created", "Deployed", "Failed"]
+            assert [r["status"] for r in stack["seqera"].runs() if r["runName"] == name.run_name] == ["CANCELLED"]
+            left = {b for b, _ in bucket_rows(stack)}
+            assert name.work_bucket not in left and name.results_bucket not in left
 
         # Read while moto still runs: its state lives in that process only.
         clients = AwsClients.from_endpoint(stack["moto"].url, REGION)

@@ -86,6 +86,29 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> dict:
         return self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> dict:
+        return self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
+    def mark_failed(self, dag_id: str, run_id: str) -> dict:
+        """Cancel a run the way a person does in the UI: mark it failed."""
+        return self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+
+    def wait_for_new_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 1,
+                         on_poll: Callable[[], None] | None = None) -> dict:
+        """Wait until a run that something else starts (intake, a sensor) exists."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if on_poll:
+                on_poll()
+            try:
+                return self.run(dag_id, run_id)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {dag_id}/{run_id} was not created within {timeout:.0f}s")
+            time.sleep(poll)
+
     def trigger(self, dag_id: str, run_id: str, conf: dict | None = None) -> dict:
         """Start a manual run now.
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 from hatchway.devstack.airflow import DEFAULT_HOME, MODES, REPO, Airflow
 from hatchway.devstack.client import AirflowClient
-from hatchway.devstack.endpoints import DevStack, MotoServer
+from hatchway.devstack.endpoints import DevStack, GcsEmulator, KafkaMockCluster, MotoServer, SeqeraSimulator
 from hatchway.devstack.process import StackError, tail
 
 REGION = "us-east-1"
@@ -59,12 +59,15 @@ class RunResult:
 
 def dev_stack(workdir: Path) -> DevStack:
     """:return: the (not yet started) local endpoints the DAGs talk to."""
-    return DevStack([MotoServer(region=REGION)], workdir)
+    return DevStack([MotoServer(region=REGION), GcsEmulator(), KafkaMockCluster(), SeqeraSimulator()], workdir)
 
 
 def airflow_env(stack: DevStack) -> dict[str, str]:
     """:return: connections and variables that point Airflow's DAGs at ``stack``."""
-    return {**stack.airflow_env(), "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(HATCHWAY_CONFIG)}
+    from hatchway.devstack.jobs_demo import JOBS_CONFIG
+
+    return {**stack.airflow_env(), "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(HATCHWAY_CONFIG),
+            "AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG": json.dumps(JOBS_CONFIG)}
 
 
 def run_lifecycle(
@@ -158,6 +161,21 @@ def format_table(resources: list) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
 
 
+def show_jobs(client: AirflowClient, stack: DevStack, alive: Callable[[], None]) -> int:
+    """Run the job part of the demo and print its runs, status messages and buckets."""
+    from hatchway.devstack.jobs_demo import bucket_rows, run_jobs, status_messages
+
+    print("\nJobs (Kafka -> job_intake -> job_run -> Seqera simulator):", flush=True)
+    outcomes = run_jobs(client, stack, on_poll=alive, out=lambda s: print(s, flush=True))
+    print("\nStatus messages on pipeline-status:")
+    for message in status_messages(stack):
+        trace = f"  trace: {message['trace_name']} (exit {message['trace_exit']})" if "trace_name" in message else ""
+        print(f"  {message['utc_time']}  {message['run_name']:<32} {message['event']}{trace}")
+    buckets = bucket_rows(stack)
+    print("\nGCS buckets left:" + ("".join(f"\n  {name} ({note})" for name, note in buckets) or " none"))
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
 class _StopOnce:
     """SIGINT/SIGTERM handler: the first signal unwinds like Ctrl-C, through every ``finally``
     and ``with``; later ones are ignored, so an impatient second Ctrl-C cannot cut the
@@ -214,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:  # noqa: BLE001 - still show the UI and stop cleanly
                         print(f"error: listing the inventory failed: {exc!r}", file=sys.stderr)
                         code = 1
+                if not failed:
+                    code = max(code, show_jobs(client, stack, alive))
                 print(f"\nUI: {airflow.url}  login: {airflow.username} / {airflow.password}", flush=True)
                 if not args.keep:
                     print("(stopping now; --keep, or `make demo KEEP=1`, keeps it up)", flush=True)

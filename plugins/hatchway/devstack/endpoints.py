@@ -267,3 +267,99 @@ class DevStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class SeqeraSimulator(Service):
+    """The Seqera Platform simulator (``include/simulators/seqera``) on ``http://127.0.0.1:<port>``.
+
+    Started as ``python -m include.simulators.seqera --port <port>`` with the repository root
+    on ``PYTHONPATH``; the token travels in ``$SEQERA_SIM_TOKEN``, not on the command line.
+    The helpers call its ``/_sim/`` control routes.
+
+    :param token: the Bearer token it accepts (default: a random one).
+    :param workspace_id: workspace written into the Airflow connection.
+    :param compute_env_id: compute environment written into the Airflow connection.
+    :param forbidden_workspaces: workspaces the token may not see (403).
+    :param conn_extra: more connection extra (``timeout``, ``max_attempts``, ``backoff_base``...).
+    """
+
+    name = "seqera"
+
+    def __init__(self, token: str | None = None, workspace_id: int = 1001, compute_env_id: str = "ce-sim",
+                 forbidden_workspaces: tuple[int, ...] = (), conn_extra: dict | None = None, **kwargs) -> None:
+        import secrets
+
+        super().__init__(**kwargs)
+        self.token = token or secrets.token_urlsafe(24)
+        self.workspace_id = workspace_id
+        self.compute_env_id = compute_env_id
+        self.forbidden_workspaces = tuple(forbidden_workspaces)
+        self.conn_extra = dict(conn_extra or {})
+        repo = str(Path(__file__).resolve().parents[3])
+        plugins = str(Path(__file__).resolve().parents[2])
+        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, plugins, os.environ.get("PYTHONPATH")) if p)
+        self.extra_env["SEQERA_SIM_TOKEN"] = self.token
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "include.simulators.seqera", "--host", "127.0.0.1", "--port", str(self.port),
+                "--exit-with-parent"]
+        for workspace in self.forbidden_workspaces:
+            argv += ["--forbid-workspace", str(workspace)]
+        return argv
+
+    def _process_kwargs(self) -> dict:
+        return {"cwd": Path(__file__).resolve().parents[3]}
+
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/service-info", timeout=2).status_code == 200
+
+    def connection(self, token: str | None = None, **extra) -> dict:
+        """The Airflow connection as a dict (``token`` / ``extra`` override, e.g. for a wrong-token test)."""
+        return {"conn_type": "http", "host": self.url, "password": token or self.token,
+                "extra": {"workspace_id": self.workspace_id, "compute_env_id": self.compute_env_id,
+                          **self.conn_extra, **extra}}
+
+    def airflow_env(self) -> dict[str, str]:
+        return {"AIRFLOW_CONN_SEQERA_DEFAULT": json.dumps(self.connection())}
+
+    # -- control routes
+    def _sim(self, method: str, path: str, **kwargs):
+        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
+        resp.raise_for_status()
+        return resp.json()
+
+    def set_course(self, run_name: str, kind: str = "succeed", after: int = 2, **fields) -> dict:
+        """Script a run by name, before or after launch: ``succeed``/``fail``/``cancel``/``unknown``
+        after ``after`` polls, or ``running`` / ``not_started`` forever (``exit_status``,
+        ``error_report``, ``submitted_polls`` optional)."""
+        return self._sim("POST", "courses", json={"run_name": run_name, "kind": kind, "after": after, **fields})
+
+    def create_runs(self, runs: list[dict]) -> dict[str, str]:
+        """Add runs as if Nextflow had reported them (a Helm-launched head job): name -> workflow id."""
+        return self._sim("POST", "runs", json={"runs": runs})["ids"]
+
+    def runs(self) -> list[dict]:
+        return self._sim("GET", "runs")["runs"]
+
+    def fault(self, status: int | str, count: int = 1, route: str | None = None, **fields) -> dict:
+        """Make the next ``count`` API calls (of ``route``, e.g. ``"GET /workflow"``) answer
+        ``status``, or ``"hang"`` for ``seconds`` first."""
+        return self._sim("POST", "faults", json={"status": status, "count": count, "route": route, **fields})
+
+    def calls(self, since: float = 0.0) -> dict:
+        """Counters per route and per workspace, and the timed log ``[t, route, workspace, status]``."""
+        return self._sim("GET", "calls", params={"since": since})
+
+    def requests(self) -> list[dict]:
+        """Requests received (Authorization redacted), for spec validation."""
+        return self._sim("GET", "requests")["requests"]
+
+    def configure(self, **config) -> dict:
+        return self._sim("POST", "config", json=config)
+
+    def reset(self) -> None:
+        self._sim("POST", "reset")

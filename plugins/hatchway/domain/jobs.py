@@ -255,3 +255,51 @@ class JobNames:
         self.work_bucket = check_s3_bucket(f"{namespace}-{lowered}-work")
         self.results_bucket = check_s3_bucket(f"{namespace}-{lowered}-results")
         self.dag_run_id = f"job__{lowered}"
+
+
+class JobPlatformConfig(BaseModel):
+    """Settings of the job-run lifecycle, from the Airflow Variable ``hatchway_jobs_config`` (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field("intervene-dev", description="Kubernetes namespace; prefix of run and bucket names")
+    kafka_conn_id: str = "kafka_default"
+    intake_topic: str = "pipeline-launch"
+    status_topic: str = "pipeline-status"
+    dead_letter_topic: str = "pipeline-launch-dlq"
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    extra_status_events: bool = Field(True, description="also send Requested and Created (the INTERVENE "
+                                                        "backend knows only Deployed, Succeeded, Failed)")
+    max_concurrent_jobs: int = Field(10, ge=1)
+    storage: Literal["gcs", "s3"] = "gcs"
+    gcp_conn_id: str = "google_cloud_default"
+    aws_conn_id: str = "aws_default"
+    bucket_location: str = "EUROPE-WEST2"
+    results_retention_days: int = Field(7, ge=1)
+    launcher: Literal["seqera", "helm"] = "seqera"
+    seqera_conn_id: str = "seqera_default"
+    pipeline: str = "https://github.com/pgscatalog/pgsc_calc"
+    revision: str = "v2.0.0"
+    kubernetes_conn_id: str | None = None
+    helm: dict = Field(default_factory=lambda: {"seqera_secret_name": "seqera-credentials",
+                                                "globus_base_url": "https://g-1234.data.globus.org",
+                                                "key_handler_url": "https://keys.example.org/key"},
+                       description="the helm launcher's ChartSettings (besides namespace, storage, pipeline)")
+    timeout_seconds: int = Field(3600, ge=1, description="not started within this -> Failed")
+    deployed_timeout_seconds: int = Field(172_800, ge=1, description="not finished within this -> Failed")
+    poll_interval_seconds: int = Field(60, ge=1)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if len(v) > 27:
+            raise ValueError("namespace must be at most 27 characters (bucket names carry it and the job id)")
+        return check_dns1123_label(v)
+
+    @property
+    def work_dir_scheme(self) -> str:
+        return "gs" if self.storage == "gcs" else "s3"
+
+    @property
+    def sent_events(self) -> frozenset[JobEvent]:
+        return frozenset(JobEvent) if self.extra_status_events else BACKEND_EVENTS

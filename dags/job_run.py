@@ -1,0 +1,62 @@
+"""job_run: one job request -> buckets -> launch -> wait on Seqera -> status -> always clean."""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import DAG, Param, chain
+
+from hatchway.dag_defaults import DEFAULT_ARGS
+from hatchway.notifiers.kafka import KafkaStatusNotifier
+from hatchway.operators.jobs import (
+    CleanupBucketsOperator,
+    FinishJobOperator,
+    LaunchJobOperator,
+    ResolveJobOperator,
+    SetupBucketsOperator,
+    StopLaunchOperator,
+    WaitForJobOperator,
+)
+
+# Runs beyond this wait queued: the INTERVENE limit of concurrent jobs (MAX_CONCURRENT_JOBS).
+MAX_CONCURRENT_JOBS = int(os.environ.get("HATCHWAY_MAX_CONCURRENT_JOBS", "10"))
+failed = KafkaStatusNotifier(event="Failed", trace_name="{{ ti.task_id }} failed")
+
+with DAG(
+    dag_id="job_run",
+    schedule=None,
+    catchup=False,
+    max_active_runs=MAX_CONCURRENT_JOBS,
+    default_args=DEFAULT_ARGS,
+    tags=["hatchway", "jobs", "intervene"],
+    params={
+        "globus_details": Param(type="object", title="Globus details",
+                                description="dir_path_on_guest_collection and files (each *.c4gh with a size)"),
+        "pipeline_param": Param(type="object", title="Pipeline parameters",
+                                description="id (INTP...), target_genomes, nxf_params_file"),
+        "secret_key_details": Param(type="object", title="Secret key details",
+                                    description="secret_id (UUID4) and secret_id_version of the Crypt4GH key"),
+    },
+    doc_md="""
+### Run one job
+The conf is a job request as the INTERVENE backend sends it (`job_intake` starts these runs
+with the run id `job__<job id>`). `resolve` validates it and names the buckets; the work and
+results buckets are a setup task; `launch` starts the Nextflow head job (Seqera's launch API
+or the Helm chart); `wait_for_seqera` waits in the triggerer. The teardowns always run, also
+after a failure or a cancel: `finish` sends Succeeded or Failed exactly once and fails the run
+when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, and
+`cleanup_buckets` deletes the work bucket (and the results bucket unless the job succeeded).
+""",
+) as dag:
+    resolve = ResolveJobOperator(task_id="resolve", on_failure_callback=failed)
+    setup = SetupBucketsOperator(task_id="setup_buckets", on_failure_callback=failed)
+    launch = LaunchJobOperator(task_id="launch")
+    wait = WaitForJobOperator(task_id="wait_for_seqera")
+    finish = FinishJobOperator(task_id="finish")
+    stop = StopLaunchOperator(task_id="stop_launch")
+    cleanup = CleanupBucketsOperator(task_id="cleanup_buckets")
+
+    chain(resolve, setup, launch, wait, finish, stop, cleanup)
+    finish.as_teardown(setups=setup, on_failure_fail_dagrun=True)
+    stop.as_teardown(setups=setup)
+    cleanup.as_teardown(setups=setup)

@@ -1,0 +1,138 @@
+"""The job part of the demo: two INTERVENE requests through Kafka, one to Succeeded, one to Failed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hatchway.devstack.client import AirflowClient
+
+REPO = Path(__file__).resolve().parents[3]
+NAMESPACE = "demo"
+JOBS_CONFIG = {"namespace": NAMESPACE, "poll_interval_seconds": 2, "timeout_seconds": 120,
+               "deployed_timeout_seconds": 300, "bucket_location": "EUROPE-WEST2"}
+
+
+@dataclass
+class JobOutcome:
+    job_id: str
+    run_id: str
+    expected: str
+    state: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.state == self.expected
+
+
+def example_request(job_id: str) -> dict:
+    body = json.loads((REPO / "include/examples/intervene-job-request.json").read_text())
+    body = copy.deepcopy(body)
+    body["pipeline_param"]["id"] = job_id
+    return body
+
+
+def run_jobs(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None = None,
+             out: Callable[[str], None] = print) -> list[JobOutcome]:
+    """Send a request that succeeds and one whose Seqera run fails; wait for both runs."""
+    from confluent_kafka import Producer
+
+    from hatchway.domain.jobs import JobNames
+
+    seqera, kafka = stack["seqera"], stack["kafka"]
+    stamp = time.strftime("%H%M%S")
+    jobs = [(f"INTP{stamp}00001", "success", {"kind": "succeed", "after": 3}),
+            (f"INTP{stamp}00002", "failed", {"kind": "fail", "after": 2, "exit_status": 12,
+                                             "error_report": "Process `PGSC_CALC:SCORE` failed\nexit 12"})]
+    for dag_id in ("job_run", "job_intake"):
+        client.wait_for_dag(dag_id, on_poll=on_poll)
+        client.unpause(dag_id)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    for job_id, _, course in jobs:
+        seqera.set_course(JobNames(NAMESPACE, job_id).run_name, **course)
+        producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id)).encode())
+    producer.flush(10)
+    out(f"sent {len(jobs)} job requests to Kafka topic pipeline-launch")
+    outcomes = []
+    for job_id, expected, _ in jobs:
+        run_id = JobNames(NAMESPACE, job_id).dag_run_id
+        t0 = time.monotonic()
+        client.wait_for_new_run("job_run", run_id, on_poll=on_poll)
+        state = client.wait_for_run("job_run", run_id, timeout=600, on_poll=on_poll)["state"]
+        outcome = JobOutcome(job_id, run_id, expected, state, time.monotonic() - t0)
+        out(f"{'job_run':<22} {run_id:<30} {state:<8} {outcome.seconds:6.1f}s  (expected {expected})")
+        outcomes.append(outcome)
+    client.pause("job_intake")
+    return outcomes
+
+
+def status_messages(stack, topic: str = "pipeline-status", timeout: float = 10) -> list[dict]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": stack["kafka"].bootstrap, "group.id": f"demo-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    found, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = [m for m in consumer.consume(100, timeout=1) if not m.error()]
+        found += [json.loads(m.value()) for m in batch]
+        if found and not batch:
+            break
+    consumer.close()
+    return found
+
+
+def bucket_rows(stack) -> list[tuple[str, str]]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    gcs = stack["gcs"]
+    client = storage.Client(project=gcs.project, credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": gcs.url})
+    return [(b.name, "kept") for b in client.list_buckets()]
+
+
+def cancel_job(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None = None,
+               timeout: float = 300) -> JobOutcome:
+    """A job whose Seqera run never ends, cancelled by a person (run marked failed) while it waits."""
+    from confluent_kafka import Producer
+
+    from hatchway.domain.jobs import JobNames
+
+    job_id = f"INTP{time.strftime('%H%M%S')}00009"
+    names = JobNames(NAMESPACE, job_id)
+    stack["seqera"].set_course(names.run_name, kind="running")
+    client.unpause("job_intake")
+    producer = Producer({"bootstrap.servers": stack["kafka"].bootstrap})
+    producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id)).encode())
+    producer.flush(10)
+    t0 = time.monotonic()
+    client.wait_for_new_run("job_run", names.dag_run_id, on_poll=on_poll)
+    deadline = time.monotonic() + timeout
+    while not any(t["task_id"] == "wait_for_seqera" and t["state"] == "deferred"
+                  for t in client.task_instances("job_run", names.dag_run_id)):
+        if time.monotonic() > deadline:
+            raise TimeoutError("wait_for_seqera never deferred")
+        if on_poll:
+            on_poll()
+        time.sleep(1)
+    client.mark_failed("job_run", names.dag_run_id)
+    teardowns = {"finish", "stop_launch", "cleanup_buckets"}
+    while True:
+        states = {t["task_id"]: t["state"] for t in client.task_instances("job_run", names.dag_run_id)}
+        if all(states.get(t) in ("success", "failed", "skipped", "upstream_failed") for t in teardowns):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"teardowns did not finish after the cancel: {states}")
+        if on_poll:
+            on_poll()
+        time.sleep(1)
+    client.pause("job_intake")
+    state = client.run("job_run", names.dag_run_id)["state"]
+    return JobOutcome(job_id, names.dag_run_id, "failed", state, time.monotonic() - t0)

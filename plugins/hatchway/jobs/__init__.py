@@ -1,0 +1,1 @@
+"""The job-run lifecycle: intake, buckets, launch, status, cleanup."""

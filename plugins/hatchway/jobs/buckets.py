@@ -1,0 +1,156 @@
+"""The work and results buckets of a job, on GCS (google provider) or S3 (amazon provider).
+
+A bucket is created only by the run that owns it and labelled with that run's id; cleanup
+deletes only buckets carrying this run's label, so a bucket that existed before (an error
+for the run) is never deleted by it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hatchway.domain.jobs import GENOMIC_SUFFIXES, JobNames, JobPlatformConfig
+
+log = logging.getLogger(__name__)
+RUN_LABEL = "hatchway-run"
+
+
+class BucketExistsError(RuntimeError):
+    """A job bucket already exists: another run or a person made it. It is left untouched."""
+
+
+def label_value(dag_run_id: str) -> str:
+    # GCS label values: lowercase letters, digits, '_' and '-', at most 63 characters.
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in dag_run_id.lower())[:63]
+
+
+def _work_rules(config: JobPlatformConfig) -> tuple[int, list[str]]:
+    days = max(1, config.deployed_timeout_seconds // 86_400)
+    return days, list(GENOMIC_SUFFIXES)
+
+
+class GcsBuckets:
+    """:param config: job settings. :param names: the job's names. :param run_id: the DAG run id."""
+
+    def __init__(self, config: JobPlatformConfig, names: JobNames, run_id: str):
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        self.client = GCSHook(gcp_conn_id=config.gcp_conn_id).get_conn()
+        self.config, self.names, self.label = config, names, label_value(run_id)
+
+    def create(self) -> dict[str, Any]:
+        from google.api_core.exceptions import Conflict
+
+        created = []
+        for name, work in ((self.names.work_bucket, True), (self.names.results_bucket, False)):
+            bucket = self.client.bucket(name)
+            try:
+                bucket = self.client.create_bucket(bucket, location=self.config.bucket_location)
+            except Conflict as exc:
+                existing = self.client.get_bucket(name)
+                if (existing.labels or {}).get(RUN_LABEL) == self.label:
+                    created.append(name)  # this run made it on an earlier try
+                    continue
+                raise BucketExistsError(f"bucket {name!r} already exists and was not made by this run: "
+                                        "it is left untouched") from exc
+            # The emulator (and GCS) keep these settings when patched after creation.
+            bucket.labels = {RUN_LABEL: self.label, "hatchway-job": self.names.job_id.lower()}
+            bucket.iam_configuration.public_access_prevention = "enforced"
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+            bucket.soft_delete_policy.retention_duration_seconds = 0
+            if work:
+                days, suffixes = _work_rules(self.config)
+                bucket.lifecycle_rules = [
+                    {"action": {"type": "Delete"}, "condition": {"age": days, "matchesSuffix": suffixes}},
+                    {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": days}},
+                ]
+            else:
+                bucket.lifecycle_rules = [
+                    {"action": {"type": "Delete"}, "condition": {"age": self.config.results_retention_days}},
+                    {"action": {"type": "AbortIncompleteMultipartUpload"}, "condition": {"age": 1}},
+                ]
+            bucket.patch()
+            created.append(name)
+        return {"created": created}
+
+    def delete_own(self, names: list[str]) -> list[str]:
+        from google.api_core.exceptions import NotFound
+
+        deleted = []
+        for name in names:
+            try:
+                bucket = self.client.get_bucket(name)
+            except NotFound:
+                continue
+            if (bucket.labels or {}).get(RUN_LABEL) != self.label:
+                log.warning("bucket %s is not this run's: left untouched", name)
+                continue
+            bucket.delete(force=True)
+            deleted.append(name)
+        return deleted
+
+    def exists(self, name: str) -> bool:
+        return self.client.lookup_bucket(name) is not None
+
+
+class S3Buckets:
+    """The same on S3, for AWS deployments (tags instead of labels)."""
+
+    def __init__(self, config: JobPlatformConfig, names: JobNames, run_id: str):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        self.hook = S3Hook(aws_conn_id=config.aws_conn_id)
+        self.client = self.hook.get_conn()
+        self.config, self.names, self.label = config, names, label_value(run_id)
+
+    def _label(self, name: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            tags = self.client.get_bucket_tagging(Bucket=name)["TagSet"]
+        except ClientError:
+            return None
+        return {t["Key"]: t["Value"] for t in tags}.get(RUN_LABEL)
+
+    def create(self) -> dict[str, Any]:
+        created = []
+        for name, work in ((self.names.work_bucket, True), (self.names.results_bucket, False)):
+            if self.hook.check_for_bucket(name):
+                if self._label(name) == self.label:
+                    created.append(name)
+                    continue
+                raise BucketExistsError(f"bucket {name!r} already exists and was not made by this run: "
+                                        "it is left untouched")
+            self.hook.create_bucket(bucket_name=name)
+            self.client.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [
+                {"Key": RUN_LABEL, "Value": self.label}, {"Key": "hatchway-job", "Value": self.names.job_id}]})
+            self.client.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True})
+            # S3 lifecycle filters match prefixes and tags, not suffixes: the whole work
+            # bucket (intermediate files only) expires after the deployed timeout instead.
+            days, _ = _work_rules(self.config)
+            rules = [{"ID": "expire", "Filter": {"Prefix": ""}, "Status": "Enabled",
+                      "Expiration": {"Days": days if work else self.config.results_retention_days}}]
+            rules.append({"ID": "abort-uploads", "Filter": {"Prefix": ""}, "Status": "Enabled",
+                          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days if work else 1}})
+            self.client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
+            created.append(name)
+        return {"created": created}
+
+    def delete_own(self, names: list[str]) -> list[str]:
+        deleted = []
+        for name in names:
+            if not self.hook.check_for_bucket(name) or self._label(name) != self.label:
+                continue
+            self.hook.delete_bucket(bucket_name=name, force_delete=True)
+            deleted.append(name)
+        return deleted
+
+    def exists(self, name: str) -> bool:
+        return self.hook.check_for_bucket(name)
+
+
+def job_buckets(config: JobPlatformConfig, names: JobNames, run_id: str) -> GcsBuckets | S3Buckets:
+    return (GcsBuckets if config.storage == "gcs" else S3Buckets)(config, names, run_id)

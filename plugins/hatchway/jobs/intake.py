@@ -1,0 +1,168 @@
+"""Drain the intake topic: validate, dead-letter what is bad, start one run per job, commit.
+
+At least once: offsets are committed only after every message of a batch has its run
+(or its dead letter); a message seen again after a crash finds its run already there
+(the run id comes from the job id) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from hatchway.domain.jobs import JOB_ID, JobEvent, JobNames, JobPlatformConfig, JobRequest
+from hatchway.jobs.status import StatusSender, produce_and_flush
+
+log = logging.getLogger(__name__)
+JOB_RUN_DAG = "job_run"
+
+# trigger(dag_id, run_id, conf) -> True if it made the run, False if the run already existed.
+Trigger = Callable[[str, str, dict], bool]
+
+
+class InvalidRequest(ValueError):
+    """A message that cannot become a job; ``job_id`` is set when it could still be read."""
+
+    def __init__(self, reason: str, job_id: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+
+
+def parse_request(raw: bytes | None, max_bytes: int) -> JobRequest:
+    if raw is None:
+        raise InvalidRequest("empty message (no value)")
+    if len(raw) > max_bytes:
+        raise InvalidRequest(f"message of {len(raw)} bytes is over the {max_bytes}-byte limit",
+                             _readable_job_id(raw[:max_bytes * 4]))
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"not JSON: {exc}") from None
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
+        raise InvalidRequest(f"schema: {errors}", _readable_job_id(raw)) from None
+
+
+def _readable_job_id(raw: bytes) -> str | None:
+    try:
+        job_id = json.loads(raw)["pipeline_param"]["id"]
+    except Exception:  # noqa: BLE001 - anything unreadable means no id
+        return None
+    return job_id if isinstance(job_id, str) and JOB_ID.match(job_id) else None
+
+
+@dataclass
+class DrainSummary:
+    triggered: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    dead_lettered: int = 0
+    committed: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"triggered": self.triggered, "duplicates": self.duplicates,
+                "dead_lettered": self.dead_lettered, "committed": self.committed}
+
+
+class IntakeDrainer:
+    """One drain round over the intake topic.
+
+    :param config: job settings.
+    :param consumer: a subscribed confluent-kafka consumer (``enable.auto.commit`` off).
+    :param producer: producer for dead letters and status messages.
+    :param trigger: makes a ``job_run`` run (see :data:`Trigger`).
+    """
+
+    def __init__(self, config: JobPlatformConfig, consumer, producer, trigger: Trigger):
+        self.config = config
+        self.consumer = consumer
+        self.producer = producer
+        self.trigger = trigger
+        self.status = StatusSender(config, producer)
+
+    def drain(self, max_messages: int = 1000, max_seconds: float = 30.0, idle_seconds: float = 3.0) -> DrainSummary:
+        from confluent_kafka import TopicPartition
+
+        summary = DrainSummary()
+        started = last_message = time.monotonic()
+        seen = 0
+        while seen < max_messages and time.monotonic() - started < max_seconds:
+            batch = self.consumer.consume(num_messages=min(100, max_messages - seen), timeout=1.0)
+            if not batch:
+                # Idle time counts only once the group has given this consumer its partitions:
+                # joining can take longer than the idle window.
+                if not self.consumer.assignment():
+                    last_message = time.monotonic()
+                elif time.monotonic() - last_message >= idle_seconds:
+                    break
+                continue
+            last_message = time.monotonic()
+            offsets: dict[tuple[str, int], int] = {}
+            for message in batch:
+                if message.error():
+                    log.warning("consumer error: %s", message.error())
+                    continue
+                seen += 1
+                self.handle(message, summary)
+                offsets[(message.topic(), message.partition())] = message.offset() + 1
+            if offsets:
+                # Every message of this batch has its run or its dead letter: now commit.
+                self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                     asynchronous=False)
+                for (t, p), o in offsets.items():
+                    summary.committed[f"{t}/{p}"] = o
+        return summary
+
+    def handle(self, message, summary: DrainSummary) -> None:
+        raw = message.value()
+        try:
+            request = parse_request(raw, self.config.max_message_bytes)
+        except InvalidRequest as bad:
+            self.dead_letter(message, bad)
+            summary.dead_lettered += 1
+            return
+        names = JobNames(self.config.namespace, request.job_id)
+        conf = request.model_dump(mode="json")
+        if self.trigger(JOB_RUN_DAG, names.dag_run_id, conf):
+            summary.triggered.append(request.job_id)
+        else:
+            log.info("job %s already has run %s: duplicate ignored", request.job_id, names.dag_run_id)
+            summary.duplicates.append(request.job_id)
+
+    def dead_letter(self, message, bad: InvalidRequest) -> None:
+        headers = [("hatchway-error", bad.reason.encode()[:4000]),
+                   ("hatchway-source", f"{message.topic()}/{message.partition()}/{message.offset()}".encode()),
+                   ("hatchway-received-at", datetime.now(timezone.utc).isoformat().encode())]
+        # The value stays the original bytes, untouched, so nothing of the request is lost.
+        produce_and_flush(self.producer, self.config.dead_letter_topic, message.key() or b"",
+                          message.value() or b"", headers)
+        log.warning("dead-lettered %s/%s/%s: %s", message.topic(), message.partition(), message.offset(),
+                    bad.reason[:500])
+        if bad.job_id:
+            run_name = JobNames(self.config.namespace, bad.job_id).run_name
+            self.status.send(run_name, JobEvent.FAILED, trace_name=f"invalid request: {bad.reason[:200]}")
+
+
+def trigger_in_task(dag_id: str, run_id: str, conf: dict) -> bool:
+    """Make a DAG run from inside a running task, as the standard provider's
+    ``TriggerDagRunOperator`` does (the task runner's ``TriggerDagRun`` request), but many
+    times in one task. Returns False when the run already exists."""
+    from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+    from airflow.sdk.exceptions import ErrorType
+
+    answer = SUPERVISOR_COMMS.send(TriggerDagRun(dag_id=dag_id, run_id=run_id, conf=conf,
+                                                 run_after=datetime.now(timezone.utc)))
+    if isinstance(answer, ErrorResponse):
+        if answer.error == ErrorType.DAGRUN_ALREADY_EXISTS:
+            return False
+        raise RuntimeError(f"could not trigger {dag_id}/{run_id}: {answer.error} {answer.detail}")
+    return True

@@ -1,0 +1,246 @@
+"""Thin operators of the job-run lifecycle; the work lives in :mod:`hatchway.jobs`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from hatchway import faults
+from hatchway.operators.seqera import WaitForSeqeraOperator
+
+if TYPE_CHECKING:
+    from hatchway.domain.jobs import JobNames, JobPlatformConfig, JobRequest
+
+WAIT_TASK = "wait_for_seqera"
+OUTCOME_KEY = "outcome"
+
+
+class JobOperator(BaseOperator):
+    """Base: the job settings, the request from the run's conf, and the job's names.
+
+    :param config_variable: Airflow Variable with the job settings (JSON).
+    """
+
+    ui_color = "#e8eef8"
+
+    def __init__(self, *, config_variable: str = "hatchway_jobs_config", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.config_variable = config_variable
+
+    @cached_property
+    def config(self) -> JobPlatformConfig:
+        from hatchway.jobs.settings import load_jobs_config
+
+        return load_jobs_config(self.config_variable)
+
+    def request(self, context: Any) -> JobRequest:
+        from hatchway.domain.jobs import JobRequest
+
+        return JobRequest.model_validate(context["dag_run"].conf or {})
+
+    def names(self, context: Any) -> JobNames:
+        from hatchway.domain.jobs import JobNames
+
+        return JobNames(self.config.namespace, self.request(context).job_id)
+
+    def send(self, context: Any, event: str, trace_name: str | None = None, trace_exit: int | None = None) -> None:
+        from hatchway.domain.jobs import JobEvent
+        from hatchway.jobs.status import StatusSender
+
+        StatusSender(self.config).send(self.names(context).run_name, JobEvent(event), trace_name, trace_exit)
+
+
+class ResolveJobOperator(JobOperator):
+    """Validate the request, compute the names; Requested -> Created."""
+
+    def execute(self, context: Any) -> dict[str, str]:
+        names = self.names(context)
+        context["ti"].xcom_push(key="run_name", value=names.run_name)
+        self.send(context, "Requested")
+        self.send(context, "Created")
+        faults.inject(self.task_id)
+        return {"run_name": names.run_name, "work_bucket": names.work_bucket,
+                "results_bucket": names.results_bucket, "release": names.release}
+
+
+class SetupBucketsOperator(JobOperator):
+    """Create the work and results buckets (a setup task).
+
+    A bucket that already exists fails the task and is never deleted; a bucket this run made
+    before the failure is removed again here, since the teardown does not run when its
+    setup failed.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.jobs.buckets import job_buckets
+
+        names = self.names(context)
+        buckets = job_buckets(self.config, names, context["run_id"])
+        try:
+            made = buckets.create()
+            faults.inject(self.task_id)
+        except Exception:
+            buckets.delete_own([names.work_bucket, names.results_bucket])
+            raise
+        return made
+
+
+class LaunchJobOperator(JobOperator):
+    """Start the Nextflow head job: Seqera Platform's launch API, or the Helm chart.
+
+    Idempotent: a live run that Seqera already knows by its run name (or an installed release)
+    is reused, so a retried launch starts nothing twice. Deployed on success.
+
+    :param launcher: ``seqera`` or ``helm`` (templated; default: the deployment's setting).
+    """
+
+    template_fields: Sequence[str] = ("launcher",)
+
+    def __init__(self, *, launcher: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.launcher = launcher
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        launcher = self.launcher or self.config.launcher
+        result = self._seqera(context) if launcher == "seqera" else self._helm(context)
+        faults.inject(self.task_id)
+        self.send(context, "Deployed")
+        return result
+
+    def _seqera(self, context: Any) -> dict[str, Any]:
+        from hatchway.domain.helm_values import launch_params, work_dir
+        from hatchway.hooks.seqera import SeqeraHook
+
+        names, request = self.names(context), self.request(context)
+        scheme = self.config.work_dir_scheme
+        # An ensure: a live run of this name (an earlier try's) is returned, not launched again.
+        workflow_id = SeqeraHook(self.config.seqera_conn_id).launch(
+            run_name=names.run_name, pipeline=self.config.pipeline, revision=self.config.revision,
+            params=launch_params(request, self.config.namespace, scheme),
+            work_dir=work_dir(self.config.namespace, request.job_id, scheme))
+        return {"launcher": "seqera", "workflow_id": workflow_id}
+
+    def _helm(self, context: Any) -> dict[str, Any]:
+        from hatchway.hooks.helm import HelmHook
+        from hatchway.jobs.helm_launch import install_release
+
+        return install_release(HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id), self.config,
+                               self.request(context), self.names(context))
+
+
+class WaitForJobOperator(WaitForSeqeraOperator):
+    """Wait for the job's Seqera run in the triggerer, with the deployment's interval and timeouts.
+
+    The settings are read when the task runs (from ``hatchway_jobs_config``), not when the
+    DAG file is parsed.
+    """
+
+    def __init__(self, *, config_variable: str = "hatchway_jobs_config", **kwargs: Any):
+        super().__init__(run_name="{{ ti.xcom_pull(task_ids='resolve', key='run_name') }}", deferrable=True,
+                         **kwargs)
+        self.config_variable = config_variable
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.jobs.settings import load_jobs_config
+
+        config = load_jobs_config(self.config_variable)
+        self.seqera_conn_id = config.seqera_conn_id
+        self.poll_interval = config.poll_interval_seconds
+        self.timeout_seconds = config.timeout_seconds
+        self.deployed_timeout_seconds = config.deployed_timeout_seconds
+        self.search_prefix = f"{config.namespace}-"
+        return super().execute(context)
+
+
+class FinishJobOperator(JobOperator):
+    """Send the run's final status, exactly once, and fail the run when the job failed.
+
+    A teardown: it also runs when a person cancels the run (marks it failed), so the backend
+    hears Failed then too, and the run cannot end ``success`` with its work failed.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        wait_state = states.get(WAIT_TASK)
+        seqera = ti.xcom_pull(task_ids=WAIT_TASK, key="seqera_event") or {}
+        if wait_state == "success":
+            outcome = {"event": "Succeeded"}
+        else:
+            failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t != self.task_id)
+            trace = seqera.get("trace_name") or (f"{failed[0]} {states[failed[0]]}" if failed else "cancelled")
+            outcome = {"event": "Failed", "trace_name": trace, "trace_exit": seqera.get("trace_exit")}
+        ti.xcom_push(key=OUTCOME_KEY, value=outcome)
+        self.send(context, outcome["event"], outcome.get("trace_name"), outcome.get("trace_exit"))
+        if outcome["event"] == "Failed":
+            # No retry: the message is out, and a retry would send it again.
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"job {self.names(context).job_id} failed: {outcome['trace_name']}")
+        return outcome
+
+
+class StopLaunchOperator(JobOperator):
+    """Cancel the Seqera run if it is still going, or uninstall the Helm release (a teardown)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        names = self.names(context)
+        launched = context["ti"].xcom_pull(task_ids="launch") or {}
+        launcher = launched.get("launcher") or self.config.launcher
+        if launcher == "helm":
+            from hatchway.hooks.helm import HelmHook
+
+            HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id).uninstall(names.release, self.config.namespace)
+            return {"uninstalled": names.release}
+        from hatchway.operators.seqera import cancel_seqera_run
+
+        return cancel_seqera_run(names.run_name, seqera_conn_id=self.config.seqera_conn_id)
+
+
+class CleanupBucketsOperator(JobOperator):
+    """Delete the work bucket always, the results bucket unless the job succeeded (a teardown)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.jobs.buckets import job_buckets
+
+        names = self.names(context)
+        outcome = context["ti"].xcom_pull(task_ids="finish", key=OUTCOME_KEY) or {"event": "Failed"}
+        doomed = [names.work_bucket] + ([] if outcome["event"] == "Succeeded" else [names.results_bucket])
+        deleted = job_buckets(self.config, names, context["run_id"]).delete_own(doomed)
+        return {"deleted": deleted, "kept": [] if names.results_bucket in doomed else [names.results_bucket]}
+
+
+class DrainIntakeOperator(JobOperator):
+    """One round of intake: drain up to ``max_messages`` within ``max_seconds``.
+
+    :param max_messages: messages per round.
+    :param max_seconds: length of a round.
+    :param idle_seconds: end the round early after this long without a message.
+    """
+
+    def __init__(self, *, max_messages: int = 1000, max_seconds: float = 60.0, idle_seconds: float = 5.0,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_messages = max_messages
+        self.max_seconds = max_seconds
+        self.idle_seconds = idle_seconds
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.apache.kafka.hooks.consume import KafkaConsumerHook
+
+        from hatchway.jobs.intake import IntakeDrainer, trigger_in_task
+        from hatchway.jobs.status import make_producer
+
+        consumer = KafkaConsumerHook([self.config.intake_topic], self.config.kafka_conn_id).get_consumer()
+        producer = make_producer(self.config.kafka_conn_id)
+        try:
+            summary = IntakeDrainer(self.config, consumer, producer, trigger_in_task).drain(
+                self.max_messages, self.max_seconds, self.idle_seconds)
+        finally:
+            consumer.close()
+        self.log.info("intake: %d triggered, %d duplicates, %d dead-lettered", len(summary.triggered),
+                      len(summary.duplicates), summary.dead_lettered)
+        return summary.to_dict()
