@@ -29,8 +29,6 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "include/charts/nextflow-job"
 EXAMPLE = REPO / "include/examples/intervene-job-request.json"
-if not EXAMPLE.exists():
-    EXAMPLE = Path("/work/shared/examples/intervene-job-request.json")
 SEQERA_SECRET = "seqera-credentials"
 FAKE_TOKEN = "FAKE-SEQERA-TOKEN-for-e2e-only"
 

@@ -22,8 +22,6 @@ from hatchway.hooks.helm import HelmChartError, HelmClusterNotConfigured, HelmHo
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "include/charts/nextflow-job"
 EXAMPLE = REPO / "include/examples/intervene-job-request.json"
-if not EXAMPLE.exists():
-    EXAMPLE = Path("/work/shared/examples/intervene-job-request.json")
 NAMESPACE = "intervene-dev"
 KUBE_VERSION = "1.33.0"
 # Recognisable stand-ins: where a Secret's name and keys go. Each may appear only as a

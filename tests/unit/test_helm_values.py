@@ -15,8 +15,6 @@ from hatchway.domain.jobs import JobNames, JobRequest
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "include/examples/intervene-job-request.json"
-if not EXAMPLE.exists():
-    EXAMPLE = Path("/work/shared/examples/intervene-job-request.json")
 NAMESPACE = "intervene-dev"
 WORK = "gs://intervene-dev-intp00000000513-work"
 RESULTS = "gs://intervene-dev-intp00000000513-results"

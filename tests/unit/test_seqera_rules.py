@@ -12,8 +12,8 @@ from hatchway.hooks.seqera import SeqeraAuthError, SeqeraEndpoint, SeqeraError, 
 from hatchway.triggers.seqera import SeqeraRunTrigger, first_line
 from include.simulators.seqera.state import DEFAULT_ERROR_REPORT, Course
 
-# The shared examples sit beside the repository (DESIGN.md, "Reference specs").
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "seqera-workflow-list-succeeded.json"
+# The real Seqera answer, copied from shared/examples into the repository.
+EXAMPLE = Path(__file__).resolve().parents[2] / "include" / "examples" / "seqera-workflow-list-succeeded.json"
 
 
 class _Conn:
