@@ -28,6 +28,19 @@ async def _event(trigger: SeqeraRunTrigger) -> dict:
     raise AssertionError("trigger ended without an event")
 
 
+
+@pytest.fixture(scope="module")
+def seqera_simulator(tmp_path_factory):
+    """A simulator of this module's own: poll counts here must not see other modules' clients."""
+    from conftest import SEQERA_FORBIDDEN_WS, SEQERA_WS
+
+    server = SeqeraSimulator(workspace_id=SEQERA_WS, forbidden_workspaces=(SEQERA_FORBIDDEN_WS,),
+                             conn_extra={"timeout": 2, "max_attempts": 4, "backoff_base": 0.05, "backoff_max": 0.2})
+    server.start(tmp_path_factory.mktemp("seqera-trigger"))
+    yield server
+    server.stop()
+
+
 def wait(*triggers: SeqeraRunTrigger, limit: float = 30) -> list[dict]:
     async def all_of():
         events = await asyncio.wait_for(asyncio.gather(*(_event(t) for t in triggers)), limit)

@@ -32,12 +32,12 @@ import httpx
 from airflow.sdk import BaseHook
 
 from hatchway.domain.jobs import JobEvent, seqera_event
+from hatchway.hooks.seqera_settings import DEFAULT_PAGE_SIZE, SEQERA_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-DEFAULT_PAGE_SIZE = 100
 MAX_PAGES = 1000  # a runaway pagination (a server that ignores offset) stops here
 
 
@@ -179,7 +179,7 @@ class SeqeraHook(BaseHook):
     """
 
     conn_name_attr = "seqera_conn_id"
-    default_conn_name = "seqera_default"
+    default_conn_name = SEQERA_CONN_ID
     conn_type = "http"
     hook_name = "Seqera Platform"
 

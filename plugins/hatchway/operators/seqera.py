@@ -14,11 +14,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from hatchway.hooks.seqera import DEFAULT_PAGE_SIZE, SeqeraApiError, SeqeraHook
-from hatchway.triggers.seqera import SeqeraRunTrigger
+from hatchway.hooks.seqera_settings import DEFAULT_PAGE_SIZE, SEQERA_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from hatchway.triggers.seqera import SeqeraRunTrigger
+
+# The hook and trigger (httpx, the poller) load when a task runs, not when a DAG file is
+# parsed: parse time is a tracked figure.
 
 XCOM_KEY = "seqera_event"
 
@@ -64,7 +68,7 @@ class WaitForSeqeraOperator(BaseOperator):
         *,
         run_name: str,
         workspace_id: int | str | None = None,
-        seqera_conn_id: str = SeqeraHook.default_conn_name,
+        seqera_conn_id: str = SEQERA_CONN_ID,
         poll_interval: float = 60.0,
         timeout_seconds: float = 3600.0,
         deployed_timeout_seconds: float = 172_800.0,
@@ -87,6 +91,8 @@ class WaitForSeqeraOperator(BaseOperator):
         self.deferrable = deferrable
 
     def _trigger(self) -> SeqeraRunTrigger:
+        from hatchway.triggers.seqera import SeqeraRunTrigger
+
         return SeqeraRunTrigger(
             run_name=self.run_name,
             workspace_id=int(self.workspace_id) if self.workspace_id not in (None, "") else None,
@@ -123,7 +129,7 @@ async def _first_event(trigger: SeqeraRunTrigger) -> dict[str, Any]:
 
 
 def cancel_seqera_run(run_name: str, *, workspace_id: int | None = None,
-                      seqera_conn_id: str = SeqeraHook.default_conn_name) -> dict[str, Any]:
+                      seqera_conn_id: str = SEQERA_CONN_ID) -> dict[str, Any]:
     """Teardown helper: cancel the newest run named ``run_name`` unless it already ended.
 
     Safe to call whatever happened before: no run, or a finished one, is left as it is.
@@ -134,6 +140,8 @@ def cancel_seqera_run(run_name: str, *, workspace_id: int | None = None,
     :return: ``{"run_name", "workflow_id", "status", "cancelled"}`` (status before cancelling).
     """
     from hatchway.domain.jobs import seqera_event
+
+    from hatchway.hooks.seqera import SeqeraApiError, SeqeraHook
 
     hook = SeqeraHook(seqera_conn_id)
     try:
