@@ -195,6 +195,11 @@ class KafkaMockCluster(Service):
     def _argv(self) -> list[str]:
         return [sys.executable, "-m", "hatchway.devstack.kafka_mock"]
 
+    def start(self, workdir: Path) -> Service:
+        # Logs are appended across starts: an old BOOTSTRAP line would name a dead broker.
+        (Path(workdir) / f"{self.name}.log").unlink(missing_ok=True)
+        return super().start(workdir)
+
     def _ready(self) -> bool:
         log = self.workdir / f"{self.name}.log"
         for line in log.read_text(errors="replace").splitlines() if log.exists() else []:

@@ -38,6 +38,19 @@ def example_request(job_id: str) -> dict:
     return body
 
 
+def send_requests(bootstrap: str, job_ids: list[str], timeout: float = 60) -> None:
+    """Produce one example request per job id and wait until the broker has them all."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": int(timeout * 1000)})
+    errors: list = []
+    for job_id in job_ids:
+        producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id)).encode(),
+                         on_delivery=lambda err, _msg: errors.append(err) if err else None)
+    if producer.flush(timeout) or errors:
+        raise RuntimeError(f"job requests not delivered to Kafka within {timeout:.0f}s: {errors or 'flush timed out'}")
+
+
 def run_jobs(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None = None,
              out: Callable[[str], None] = print) -> list[JobOutcome]:
     """Send a request that succeeds and one whose Seqera run fails; wait for both runs."""
@@ -53,11 +66,9 @@ def run_jobs(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None
     for dag_id in ("job_run", "job_intake"):
         client.wait_for_dag(dag_id, on_poll=on_poll)
         client.unpause(dag_id)
-    producer = Producer({"bootstrap.servers": kafka.bootstrap})
     for job_id, _, course in jobs:
         seqera.set_course(JobNames(NAMESPACE, job_id).run_name, **course)
-        producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id)).encode())
-    producer.flush(10)
+    send_requests(kafka.bootstrap, [job_id for job_id, _, _ in jobs])
     out(f"sent {len(jobs)} job requests to Kafka topic pipeline-launch")
     outcomes = []
     for job_id, expected, _ in jobs:
@@ -109,9 +120,7 @@ def cancel_job(client: AirflowClient, stack, *, on_poll: Callable[[], None] | No
     names = JobNames(NAMESPACE, job_id)
     stack["seqera"].set_course(names.run_name, kind="running")
     client.unpause("job_intake")
-    producer = Producer({"bootstrap.servers": stack["kafka"].bootstrap})
-    producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id)).encode())
-    producer.flush(10)
+    send_requests(stack["kafka"].bootstrap, [job_id])
     t0 = time.monotonic()
     client.wait_for_new_run("job_run", names.dag_run_id, on_poll=on_poll)
     deadline = time.monotonic() + timeout
