@@ -83,17 +83,19 @@ def run_jobs(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None
     return outcomes
 
 
-def status_messages(stack, topic: str = "pipeline-status", timeout: float = 10) -> list[dict]:
+def status_messages(stack, topic: str = "pipeline-status", timeout: float = 30) -> list[dict]:
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": stack["kafka"].bootstrap, "group.id": f"demo-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
-    found, deadline = [], time.monotonic() + timeout
+    found, deadline, quiet = [], time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
         batch = [m for m in consumer.consume(100, timeout=1) if not m.error()]
         found += [json.loads(m.value()) for m in batch]
-        if found and not batch:
+        # Partitions answer at different times: stop only after three quiet seconds.
+        quiet = quiet + 1 if not batch else 0
+        if found and quiet >= 3:
             break
     consumer.close()
     return found
@@ -143,5 +145,6 @@ def cancel_job(client: AirflowClient, stack, *, on_poll: Callable[[], None] | No
             on_poll()
         time.sleep(1)
     client.pause("job_intake")
-    state = client.run("job_run", names.dag_run_id)["state"]
+    # The scheduler settles the run's state after its teardowns: wait for that, not just them.
+    state = client.wait_for_run("job_run", names.dag_run_id, timeout=120, on_poll=on_poll)["state"]
     return JobOutcome(job_id, names.dag_run_id, "failed", state, time.monotonic() - t0)
