@@ -148,8 +148,3 @@ def workspace_tags(config: PlatformConfig, request: WorkspaceRequest) -> dict[st
 def platform_tags(config: PlatformConfig, component: str) -> dict[str, str]:
     """Tags of account-wide resources: no workspace tag, so the reaper never takes them for orphans."""
     return {TAG_PLATFORM: config.prefix, TAG_COMPONENT: component}
-
-
-def params_schema(model: type[BaseModel], field: str) -> dict[str, Any]:
-    """The JSON schema of one field, for an Airflow ``Param``, kept in step with the model."""
-    return model.model_json_schema()["properties"][field]

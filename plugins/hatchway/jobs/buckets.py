@@ -90,9 +90,6 @@ class GcsBuckets:
             deleted.append(name)
         return deleted
 
-    def exists(self, name: str) -> bool:
-        return self.client.lookup_bucket(name) is not None
-
 
 class S3Buckets:
     """The same on S3, for AWS deployments (tags instead of labels)."""
@@ -147,9 +144,6 @@ class S3Buckets:
             self.hook.delete_bucket(bucket_name=name, force_delete=True)
             deleted.append(name)
         return deleted
-
-    def exists(self, name: str) -> bool:
-        return self.hook.check_for_bucket(name)
 
 
 def job_buckets(config: JobPlatformConfig, names: JobNames, run_id: str) -> GcsBuckets | S3Buckets:
