@@ -67,6 +67,7 @@ class CourseBody(BaseModel):
     submitted_polls: int = 0
     exit_status: int = 12
     error_report: str | None = None
+    outputs: dict[str, str] | None = None
 
 
 class FaultBody(BaseModel):
@@ -99,6 +100,7 @@ class ConfigBody(BaseModel):
     max_page: int | None = -1
     default_course: dict | None = None
     token: str | None = None
+    outputs_endpoint_url: str | None = None
 
 
 def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_page: int | None = None) -> FastAPI:
@@ -282,7 +284,7 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
 
     @sim.get("/runs")
     async def list_runs():
-        return {"runs": [run.summary() for run in state.runs.values()]}
+        return {"runs": [run.summary() for run in state.runs.values()], "output_errors": state.output_errors}
 
     @sim.post("/faults")
     async def add_fault(body: FaultBody):
@@ -308,7 +310,7 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
         except (TypeError, ValueError) as exc:
             raise HTTPException(400, str(exc)) from None
         return {"forbidden_workspaces": sorted(state.forbidden_workspaces), "max_page": state.max_page,
-                "default_course": asdict(state.default_course)}
+                "default_course": asdict(state.default_course), "outputs_endpoint_url": state.outputs_endpoint_url}
 
     @sim.post("/reset")
     async def reset():

@@ -10,6 +10,7 @@ makes outcomes deterministic for tests regardless of wall-clock timing.
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 import time
@@ -51,6 +52,8 @@ class Course:
     :param submitted_polls: of those, how many first see it SUBMITTED (not started yet).
     :param exit_status: ``exitStatus`` of a failed run.
     :param error_report: ``errorReport`` of a failed run (multi-line).
+    :param outputs: files a succeeding run writes under its ``outdir`` param (relative path ->
+        text), as a pipeline's publishDir would; written once, when the run reaches SUCCEEDED.
     """
 
     kind: str = "succeed"
@@ -58,12 +61,16 @@ class Course:
     submitted_polls: int = 0
     exit_status: int = 12
     error_report: str = DEFAULT_ERROR_REPORT
+    outputs: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown course kind {self.kind!r}; one of {KINDS}")
         if self.after < 0 or self.submitted_polls < 0:
             raise ValueError("after and submitted_polls must be >= 0")
+        for path in self.outputs or {}:
+            if not path or path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"output path {path!r} must be relative, without '..'")
 
     def status_at(self, poll: int) -> str | None:
         """Status seen by the ``poll``-th poll (1-based) since the course was set; ``None``: absent."""
@@ -97,6 +104,15 @@ class Run:
     complete: float | None = None
     last_updated: float = 0.0
     session_id: str = field(default_factory=lambda: _uuid())
+    on_succeeded: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.params_text or "{}")
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
     @property
     def visible_in_lists(self) -> bool:
@@ -119,6 +135,8 @@ class Run:
             self.complete = now
         self.status = new
         self.last_updated = now
+        if new == "SUCCEEDED" and self.on_succeeded is not None:
+            self.on_succeeded(self)
 
     def cancel(self, now: float) -> None:
         self._move("CANCELLED", now)
@@ -235,10 +253,15 @@ class SimState:
         self.calls_by_workspace: dict[str, Counter[str]] = defaultdict(Counter)
         self.log: list[tuple[float, str, int | None, int]] = []
         self.requests: list[dict[str, Any]] = []
+        self.outputs_endpoint_url: str | None = None  # S3 endpoint succeeding runs write outputs to
+        self.output_errors: list[str] = []
 
     # -- configuration
     def configure(self, *, forbidden_workspaces: list[int] | None = None, max_page: int | None = -1,
-                  default_course: dict | None = None, token: str | None = None) -> None:
+                  default_course: dict | None = None, token: str | None = None,
+                  outputs_endpoint_url: str | None = None) -> None:
+        if outputs_endpoint_url is not None:
+            self.outputs_endpoint_url = outputs_endpoint_url or None
         if token:
             self.token = token  # a rotation: the old token is refused from now on
         if forbidden_workspaces is not None:
@@ -291,8 +314,25 @@ class SimState:
         run = Run(id=run_id, run_name=name, workspace_id=workspace_id, pipeline=pipeline, revision=revision,
                   work_dir=work_dir, compute_env_id=compute_env_id, params_text=params_text,
                   course=course or self.courses.get(name) or self.default_course, submit=now, last_updated=now)
+        run.on_succeeded = self._write_outputs
         self.runs[run_id] = run
         return run
+
+    def _write_outputs(self, run: Run) -> None:
+        """Publish the course's outputs under the run's ``outdir`` (``s3://bucket/prefix``)."""
+        outdir = str(run.params.get("outdir") or "")
+        if not run.course.outputs or not self.outputs_endpoint_url or not outdir.startswith("s3://"):
+            return
+        import boto3  # only when a run publishes: the simulator starts without it
+
+        bucket, _, prefix = outdir[len("s3://"):].partition("/")
+        s3 = boto3.client("s3", endpoint_url=self.outputs_endpoint_url, region_name="us-east-1")
+        for path, text in run.course.outputs.items():
+            key = f"{prefix.rstrip('/')}/{path}" if prefix else path
+            try:
+                s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
+            except Exception as exc:  # noqa: BLE001 - a broken sink is reported, the run still succeeds
+                self.output_errors.append(f"{run.run_name}: s3://{bucket}/{key}: {exc}")
 
     def list_runs(self, workspace_id: int | None, search: str | None) -> list[Run]:
         """Runs of one workspace, newest first, whose name contains ``search`` (case-insensitive)."""

@@ -40,7 +40,7 @@ def _dns_style(value: str, what: str, lo: int, hi: int) -> str:
         raise NameError_(f"{what} must be lowercase")
     if ".." in value or "." in value:
         raise NameError_(f"{what} may not contain '.' (it becomes part of S3, IAM and DNS names)")
-    if not _LOWER_DNS.match(value):
+    if not _LOWER_DNS.fullmatch(value):
         raise NameError_(f"{what} may contain only lowercase letters, digits and '-'")
     if not value[0].isalpha():
         raise NameError_(f"{what} must start with a letter")
@@ -67,20 +67,20 @@ def check_owner(value: str) -> str:
         raise NameError_(f"owner must be 1-128 characters long (got {len(value)})")
     if value != value.lower():
         raise NameError_("owner must be lowercase")
-    if not _OWNER.match(value):
+    if not _OWNER.fullmatch(value):
         raise NameError_("owner may contain only lowercase letters, digits and . _ @ + -")
     return value
 
 
 def check_tag_value(value: str, what: str = "tag value") -> str:
-    if not _TAG_VALUE.match(value):
+    if not _TAG_VALUE.fullmatch(value):
         raise NameError_(f"{what} must be at most 256 characters of letters, digits, spaces and _ . : / = + - @")
     return value
 
 
 def check_s3_bucket(value: str) -> str:
     """S3 (and GCS) bucket rules: 3-63 characters, lowercase, digits, '.', '-', no '..', not an IP."""
-    if not _S3_BUCKET.match(value) or ".." in value or re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
+    if not _S3_BUCKET.fullmatch(value) or ".." in value or re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
         raise NameError_(
             f"bucket name {value!r} breaks the S3 rules: 3-63 characters of lowercase letters, digits, "
             "'.' and '-', starting and ending with a letter or digit, no '..'"
@@ -89,19 +89,19 @@ def check_s3_bucket(value: str) -> str:
 
 
 def check_iam_name(value: str) -> str:
-    if not _IAM_NAME.match(value):
+    if not _IAM_NAME.fullmatch(value):
         raise NameError_(f"IAM name {value!r} breaks the IAM rules: 1-64 characters of letters, digits and +=,.@_-")
     return value
 
 
 def check_batch_name(value: str) -> str:
-    if not _BATCH_NAME.match(value):
+    if not _BATCH_NAME.fullmatch(value):
         raise NameError_(f"Batch name {value!r} must be 1-128 letters, digits, '-' or '_'")
     return value
 
 
 def check_dns1123_label(value: str) -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
         raise NameError_(f"{value!r} is not a DNS-1123 label (Kubernetes names): at most 63 of a-z 0-9 '-'")
     return value
 

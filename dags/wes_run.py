@@ -1,0 +1,56 @@
+"""wes_run: one WES run from the front door -> launch -> wait on Seqera -> harvest STAC -> always clean."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, chain
+
+from hatchway.dag_defaults import DEFAULT_ARGS
+from hatchway.domain.wes import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_WAIT, WES_DAG_ID
+from hatchway.operators.wes import (
+    CleanWorkOperator,
+    HarvestOutputsOperator,
+    LaunchWorkflowOperator,
+    PrepareRunOperator,
+    StopWorkflowOperator,
+    WaitForWorkflowOperator,
+)
+
+with DAG(
+    dag_id=WES_DAG_ID,
+    schedule=None,
+    catchup=False,
+    max_active_runs=100,
+    default_args=DEFAULT_ARGS,
+    tags=["hatchway", "wes"],
+    params={
+        "run_id": Param(type="string", title="WES run id", description="32 hex digits, given by the front door"),
+        "calling": Param(type="string", title="Calling workspace"),
+        "deploying": Param(type="string", title="Deploying workspace"),
+        "executing": Param(type="string", title="Executing workspace"),
+        "bucket": Param(type="string", title="Platform bucket"),
+        "workflow": Param(type="object", title="Workflow", description="name, version, engine and source"),
+        "params": Param({}, type="object", title="Workflow params"),
+        "engine_parameters": Param({}, type="object", title="Engine parameters"),
+        "tags": Param({}, type="object", title="Tags"),
+    },
+    doc_md="""
+### Run a deployed workflow for the WES front door
+The front door (`/hatchway/ga4gh/wes/v1`) starts these runs with run id `wes__<WES run id>`
+and a conf it resolved from the caller's token and the workflow's access policy. `launch`
+starts the workflow on Seqera Platform in the executing workspace, `wait_for_workflow` waits
+in the triggerer, `harvest_outputs` writes STAC Items into the calling workspace's
+`processing-results/<run id>/` catalog. The teardowns always run, also after a failure or a
+cancel (`POST /runs/{id}/cancel` marks this run failed): `stop_workflow` cancels a live Seqera
+run, `clean_work` removes the run's area in the executing workspace.
+""",
+) as dag:
+    prepare = PrepareRunOperator(task_id="prepare")
+    launch = LaunchWorkflowOperator(task_id=TASK_LAUNCH)
+    wait = WaitForWorkflowOperator(task_id=TASK_WAIT)
+    harvest = HarvestOutputsOperator(task_id=TASK_HARVEST)
+    stop = StopWorkflowOperator(task_id=TASK_STOP)
+    clean = CleanWorkOperator(task_id=TASK_CLEAN)
+
+    chain(prepare, launch, wait, harvest, stop, clean)
+    stop.as_teardown(setups=prepare)
+    clean.as_teardown(setups=prepare)

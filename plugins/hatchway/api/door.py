@@ -1,0 +1,497 @@
+"""The front door: GA4GH WES 1.1 and workflow deployment, with workspace-scoped tokens.
+
+Mounted by the Hatchway plugin under ``/hatchway`` in Airflow's api-server. Plugin apps are
+not behind Airflow's auth, so every route here authenticates by itself: a Bearer JWT whose
+``workspace:<name>`` scope is the calling workspace. Tenancy rules:
+
+- a run is visible only to its calling workspace; any other gets 404, never 403, so that
+  a run's existence is not revealed;
+- a workflow is changed only by its deploying workspace; a private one is callable only
+  from there (``hatchway.domain.access``), and an unknown or forbidden workflow get the same
+  answer;
+- every error is a WES ``ErrorResponse`` (``msg``, ``status_code``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hatchway.api.airflow_runs import AirflowRuns, DagNotReady, RunView
+from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
+from hatchway.domain import access
+from hatchway.domain.wes import (
+    RunForm,
+    WesRunConf,
+    WesState,
+    WorkflowRef,
+    dag_run_id,
+    new_run_id,
+    wes_state,
+)
+
+log = logging.getLogger(__name__)
+
+WES_PREFIX = "/ga4gh/wes/v1"
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+MAX_ATTACHMENTS_BYTES = 10 * 1024 * 1024
+MAX_FORM_BYTES = 12 * 1024 * 1024
+WORKFLOW_TYPES = {"NFL": "NFL", "NEXTFLOW": "NFL", "WDL": "WDL"}
+RUNNABLE_ENGINES = {"NFL"}  # WDL workflows deploy, but no Cromwell launcher is wired yet
+
+
+class DoorError(Exception):
+    """An answer other than 200, with the reason the caller reads."""
+
+    def __init__(self, status: int, msg: str, headers: dict[str, str] | None = None):
+        super().__init__(msg)
+        self.status, self.msg, self.headers = status, msg, headers
+
+
+def _not_found(what: str = "run") -> DoorError:
+    return DoorError(404, f"{what} not found")
+
+
+@dataclass
+class DoorDeps:
+    """What the door needs, made once on first use (the plugin imports this module in every
+    Airflow process; only the api-server ever serves a request).
+
+    :param store: Hatchway's store (``hatchway.store.Store``), migrated.
+    :param verifier: verifies Bearer tokens.
+    :param runs: trigger/read/fail DAG runs.
+    :param bucket: the platform bucket holding every workspace's prefix.
+    """
+
+    store: Any
+    verifier: TokenVerifier
+    runs: AirflowRuns
+    bucket: str
+
+
+class LazyDeps:
+    """Build :class:`DoorDeps` on the first request, and again after ``ttl`` seconds, so a
+    rotated signing key or a changed config reaches a running api-server."""
+
+    def __init__(self, factory: Callable[[], DoorDeps], ttl: float = 300.0) -> None:
+        self.factory, self.ttl = factory, ttl
+        self._deps: DoorDeps | None = None
+        self._made = 0.0
+        self._lock = threading.Lock()
+
+    def get(self) -> DoorDeps:
+        if self._deps is None or time.monotonic() - self._made > self.ttl:
+            with self._lock:
+                if self._deps is None or time.monotonic() - self._made > self.ttl:
+                    self._deps, self._made = self.factory(), time.monotonic()
+        return self._deps
+
+
+def deps_from_airflow() -> DoorDeps:
+    """The deployment's dependencies: store URL from ``HATCHWAY_DB_URL`` (SQLite in the Airflow
+    home by default), token rules from connection ``hatchway_api``, the bucket from Variable
+    ``hatchway_config``."""
+    from airflow.models.variable import Variable
+
+    from hatchway.api.auth import load_settings
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.store import Store
+
+    store = Store.from_env()
+    store.migrate()
+    config = PlatformConfig.from_json(Variable.get("hatchway_config"))
+    return DoorDeps(store=store, verifier=TokenVerifier(load_settings()), runs=AirflowRuns(), bucket=config.bucket)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"msg": msg, "status_code": status}, status_code=status, headers=headers)
+
+
+def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
+    """The front door app. ``deps`` is a :class:`LazyDeps` or a factory for one."""
+    lazy = deps if isinstance(deps, LazyDeps) else LazyDeps(deps)
+    app = FastAPI(title="Hatchway front door", version="1.1.0",
+                  description="GA4GH WES 1.1 with workspace-scoped tokens, and workflow deployment.")
+
+    @app.exception_handler(DoorError)
+    async def _door_error(request: Request, exc: DoorError):
+        return _error(exc.status, exc.msg, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("front door: %s %s failed", request.method, request.url.path)
+        return _error(500, "internal error; the server log has the details")
+
+    def authenticate(request: Request) -> tuple[DoorDeps, Caller]:
+        d = lazy.get()
+        try:
+            return d, d.verifier.verify(bearer_token(request.headers.get("authorization")))
+        except Unauthorized as exc:
+            raise DoorError(401, exc.reason, {"WWW-Authenticate": 'Bearer realm="hatchway"'}) from None
+
+    def own_run(d: DoorDeps, caller: Caller, run_id: str):
+        record = d.store.get_run(run_id) if len(run_id) <= 64 else None
+        if record is None or record.calling_workspace != caller.workspace:
+            raise _not_found()
+        return record
+
+    def current_state(d: DoorDeps, record) -> tuple[WesState, RunView | None]:
+        stored = WesState(record.state) if record.state in WesState.__members__ else WesState.UNKNOWN
+        if stored.terminal:
+            return stored, None  # final: no need to ask Airflow again
+        view = d.runs.view(record.dag_run_id)
+        state = wes_state(dag_run_state=view.state, tasks=view.task_states,
+                          cancel_requested=record.cancel_requested_at is not None)
+        if state != stored:
+            d.store.update_run(record.run_id, state=state.value)
+        return state, view
+
+    # -- WES -------------------------------------------------------------------------------
+    @app.get(f"{WES_PREFIX}/service-info")
+    def service_info(request: Request):
+        d, caller = authenticate(request)
+        counts: dict[str, int] = {}
+        runs, token = d.store.list_runs(caller.workspace, page_size=MAX_PAGE_SIZE)
+        for record in runs:
+            counts[record.state] = counts.get(record.state, 0) + 1
+        return {
+            "id": "org.hatchway.wes",
+            "name": "Hatchway front door",
+            "type": {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"},
+            "description": "Runs deployed Nextflow workflows in Hatchway workspaces.",
+            "organization": {"name": "Hatchway", "url": "https://github.com/hatchway"},
+            "version": "1.1.0",
+            "workflow_type_versions": {"NFL": {"workflow_type_version": ["DSL2"]},
+                                       "WDL": {"workflow_type_version": ["1.0"]}},
+            "supported_wes_versions": ["1.1.0"],
+            "supported_filesystem_protocols": ["s3"],
+            "workflow_engine_versions": {"nextflow": {"workflow_engine_version": ["24.10"]}},
+            "default_workflow_engine_parameters": [],
+            "system_state_counts": counts,
+            "auth_instructions_url": "https://github.com/hatchway/hatchway#the-front-door",
+            "tags": {"calling_workspace": caller.workspace,
+                     "workflow_url": "hatchway://<deploying-workspace>/<workflow>[@version]"},
+        }
+
+    @app.get(f"{WES_PREFIX}/runs")
+    def list_runs(request: Request, page_size: int | None = None, page_token: str | None = None):
+        d, caller = authenticate(request)
+        size = _page_size(page_size)
+        try:
+            records, next_token = d.store.list_runs(caller.workspace, page_size=size, page_token=page_token or None)
+        except ValueError as exc:
+            raise DoorError(400, f"page_token: {exc}") from None
+        runs = []
+        for record in records:
+            state, view = current_state(d, record)
+            summary = {"run_id": record.run_id, "state": state.value, "tags": record.tags or {}}
+            if view and view.start_date:
+                summary["start_time"] = _iso(view.start_date)
+            if view and view.end_date:
+                summary["end_time"] = _iso(view.end_date)
+            runs.append(summary)
+        return {"runs": runs, "next_page_token": next_token or ""}
+
+    @app.post(f"{WES_PREFIX}/runs")
+    async def run_workflow(request: Request):
+        d, caller = await run_in_threadpool(authenticate, request)
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_FORM_BYTES:
+            raise DoorError(400, f"request is {size} bytes; at most {MAX_FORM_BYTES} are accepted")
+        fields, attachments = await _read_form(request)
+        return await run_in_threadpool(_start_run, d, caller, fields, attachments)
+
+    @app.get(f"{WES_PREFIX}/runs/{{run_id}}")
+    def get_run_log(run_id: str, request: Request):
+        d, caller = authenticate(request)
+        record = own_run(d, caller, run_id)
+        state, view = current_state(d, record)
+        view = view or d.runs.view(record.dag_run_id)
+        request_body = dict(record.request or {})
+        run_log: dict[str, Any] = {"name": f"{record.workflow_name}@{record.workflow_version}",
+                                   "system_logs": [f"executing workspace: {record.executing_workspace}",
+                                                   f"airflow run: {record.dag_run_id}"]}
+        if view.start_date:
+            run_log["start_time"] = _iso(view.start_date)
+        if view.end_date:
+            run_log["end_time"] = _iso(view.end_date)
+        outputs: dict[str, Any] = {}
+        if state == WesState.COMPLETE:
+            outputs = {"stac_catalog": _catalog_url(d.bucket, record.calling_workspace, record.run_id)}
+        return {"run_id": record.run_id, "request": request_body, "state": state.value, "run_log": run_log,
+                "task_logs_url": str(request.url_for("list_tasks", run_id=record.run_id)), "outputs": outputs}
+
+    @app.get(f"{WES_PREFIX}/runs/{{run_id}}/status")
+    def get_run_status(run_id: str, request: Request):
+        d, caller = authenticate(request)
+        record = own_run(d, caller, run_id)
+        state, _ = current_state(d, record)
+        return {"run_id": record.run_id, "state": state.value}
+
+    @app.post(f"{WES_PREFIX}/runs/{{run_id}}/cancel")
+    def cancel_run(run_id: str, request: Request):
+        d, caller = authenticate(request)
+        record = own_run(d, caller, run_id)
+        state, _ = current_state(d, record)
+        if state.terminal:
+            return {"run_id": record.run_id}  # nothing left to cancel: its outcome stands
+        d.store.request_cancel(record.run_id)
+        d.runs.fail(record.dag_run_id)
+        d.store.update_run(record.run_id, state=WesState.CANCELING.value)
+        log.info("WES run %s cancelled by %s (%s)", record.run_id, caller.subject, caller.workspace)
+        return {"run_id": record.run_id}
+
+    @app.get(f"{WES_PREFIX}/runs/{{run_id}}/tasks", name="list_tasks")
+    def list_tasks(run_id: str, request: Request, page_size: int | None = None, page_token: str | None = None):
+        d, caller = authenticate(request)
+        record = own_run(d, caller, run_id)
+        size = _page_size(page_size)
+        start = 0
+        if page_token:
+            if not page_token.isdigit() or len(page_token) > 6:
+                raise DoorError(404, "page_token is not one this service gave out")
+            start = int(page_token)
+        tasks = _task_logs(d.runs.view(record.dag_run_id))
+        page = tasks[start:start + size]
+        more = start + size < len(tasks)
+        return {"task_logs": page, "next_page_token": str(start + size) if more else ""}
+
+    @app.get(f"{WES_PREFIX}/runs/{{run_id}}/tasks/{{task_id}}")
+    def get_task(run_id: str, task_id: str, request: Request):
+        d, caller = authenticate(request)
+        record = own_run(d, caller, run_id)
+        for task in _task_logs(d.runs.view(record.dag_run_id)):
+            if task["id"] == task_id:
+                return task
+        raise _not_found("task")
+
+    # -- workflows -------------------------------------------------------------------------
+    @app.post("/workspaces/{workspace}/workflows", status_code=201)
+    async def deploy_workflow(workspace: str, request: Request):
+        d, caller = await run_in_threadpool(authenticate, request)
+        if not access.can_manage(workspace, caller.workspace):
+            raise DoorError(403, f"only workspace {workspace!r} may deploy workflows there")
+        try:
+            spec = access.WorkflowDeploy.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise DoorError(400, _first_error(exc)) from None
+        return await run_in_threadpool(_deploy, d, caller, spec)
+
+    @app.get("/workspaces/{workspace}/workflows")
+    def list_workflows(workspace: str, request: Request):
+        d, caller = authenticate(request)
+        rows = d.store.list_workflows(workspace)
+        visible = [w for w in rows if _callable_by(w, caller.workspace)]
+        return {"workflows": [_workflow_json(w) for w in visible]}
+
+    @app.get("/workspaces/{workspace}/workflows/{name}")
+    def get_workflow(workspace: str, name: str, request: Request):
+        d, caller = authenticate(request)
+        row = d.store.get_workflow(workspace, name)
+        if row is None or not _callable_by(row, caller.workspace):
+            raise _not_found("workflow")
+        return _workflow_json(row)
+
+    @app.delete("/workspaces/{workspace}/workflows/{name}")
+    def remove_workflow(workspace: str, name: str, request: Request):
+        d, caller = authenticate(request)
+        row = d.store.get_workflow(workspace, name)
+        if row is None or not _callable_by(row, caller.workspace):
+            raise _not_found("workflow")
+        if not access.can_manage(workspace, caller.workspace):
+            raise DoorError(403, f"only workspace {workspace!r} may remove its workflows")
+        d.store.remove_workflow(caller.workspace, workspace, name)
+        return {"removed": f"{workspace}/{name}"}
+
+    def _deploy(d: DoorDeps, caller: Caller, spec: access.WorkflowDeploy) -> dict[str, Any]:
+        d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
+        row = d.store.deploy_workflow(caller.workspace, spec)
+        return _workflow_json(row)
+
+    def _start_run(d: DoorDeps, caller: Caller, fields: dict[str, str], attachments: list[dict[str, Any]]):
+        try:
+            form = RunForm.from_form(fields)
+        except ValidationError as exc:
+            raise DoorError(400, _first_error(exc)) from None
+        except ValueError as exc:
+            raise DoorError(400, str(exc)) from None
+        try:
+            deploying, name, version = access.parse_workflow_url(form.workflow_url)
+        except ValueError as exc:
+            raise DoorError(400, f"workflow_url: {exc}") from None
+        unavailable = DoorError(403, f"workflow {deploying}/{name} is not deployed or not available to "
+                                     f"workspace {caller.workspace!r}")
+        row = d.store.get_workflow(deploying, name)
+        if row is None:
+            raise unavailable
+        try:
+            resolution = access.resolve(row.policy, deploying, caller.workspace)
+        except access.AccessDenied:
+            raise unavailable from None
+        if version and version != row.version:
+            raise DoorError(400, f"workflow {deploying}/{name} is deployed at version {row.version}, not {version}")
+        engine = WORKFLOW_TYPES.get(form.workflow_type.upper())
+        if engine != _value(row.engine):
+            raise DoorError(400, f"workflow_type {form.workflow_type!r} does not match the workflow's engine "
+                                 f"{_value(row.engine)}")
+        if engine not in RUNNABLE_ENGINES:
+            raise DoorError(400, f"{engine} workflows cannot be run here yet (no {engine} launcher configured)")
+        try:
+            row.check_params(form.workflow_params)
+        except ValueError as exc:
+            raise DoorError(400, f"workflow_params: {exc}") from None
+
+        d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
+        run_id = new_run_id()
+        conf = WesRunConf(
+            run_id=run_id, calling=resolution.calling, deploying=resolution.deploying,
+            executing=resolution.executing, bucket=d.bucket,
+            workflow=WorkflowRef(name=row.name, version=row.version, engine=engine, git_url=row.git_url,
+                                 git_ref=row.git_ref, pipeline=row.pipeline),
+            params=form.workflow_params, engine_parameters=form.workflow_engine_parameters, tags=form.tags)
+        request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
+                        "workflow_type_version": form.workflow_type_version or "DSL2",
+                        "workflow_params": form.workflow_params, "tags": form.tags,
+                        "workflow_engine_parameters": form.workflow_engine_parameters}
+        if attachments:
+            request_body["workflow_attachment"] = attachments
+        d.store.add_run(_run_record(conf, request_body))
+        try:
+            d.runs.trigger(conf, user=f"wes:{caller.subject}")
+        except DagNotReady as exc:
+            d.store.update_run(run_id, state=WesState.SYSTEM_ERROR.value)
+            raise DoorError(500, f"the platform cannot start runs now: {exc}") from None
+        log.info("WES run %s: %s/%s called by %s, executing in %s", run_id, deploying, name,
+                 resolution.calling, resolution.executing)
+        return {"run_id": run_id}
+
+    return app
+
+
+async def _read_form(request: Request) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """Form fields as strings, and a record (name, size, sha256) of each attachment.
+
+    Attachments are accepted so that WES clients that always send them work unchanged; the
+    workflow itself comes from its deployment, never from an upload.
+    """
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raise DoorError(400, "POST /runs takes multipart/form-data (WES RunRequest fields as strings)")
+    try:
+        form = await request.form(max_files=100, max_fields=100, max_part_size=4 * 1024 * 1024)
+    except Exception as exc:  # noqa: BLE001 - a broken body is the caller's error
+        raise DoorError(400, f"unreadable form: {exc}") from None
+    fields: dict[str, str] = {}
+    attachments: list[dict[str, Any]] = []
+    total = 0
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            total += len(data)
+            if total > MAX_ATTACHMENTS_BYTES:
+                raise DoorError(400, f"attachments exceed {MAX_ATTACHMENTS_BYTES} bytes")
+            attachments.append({"name": (value.filename or key)[:256], "size": len(data),
+                                "sha256": hashlib.sha256(data).hexdigest()})
+        elif key in fields:
+            raise DoorError(400, f"field {key!r} given twice")
+        else:
+            fields[key] = value
+    return fields, attachments
+
+
+def _page_size(asked: int | None) -> int:
+    """The spec lets a server return fewer items than asked: out-of-range sizes are clamped."""
+    if asked is None or asked < 1:
+        return DEFAULT_PAGE_SIZE
+    return min(asked, MAX_PAGE_SIZE)
+
+
+def _task_logs(view: RunView) -> list[dict[str, Any]]:
+    out = []
+    order = sorted(view.tasks.values(), key=lambda t: (t.start_date is None, t.start_date or datetime.max, t.task_id))
+    for task in order:
+        entry: dict[str, Any] = {"id": task.task_id, "name": task.task_id,
+                                 "system_logs": [f"state: {task.state or 'none'}", f"tries: {task.try_number}"]}
+        if task.start_date:
+            entry["start_time"] = _iso(task.start_date)
+        if task.end_date:
+            entry["end_time"] = _iso(task.end_date)
+        if task.state in ("success", "failed"):
+            entry["exit_code"] = 0 if task.state == "success" else 1
+        out.append(entry)
+    return out
+
+
+def _catalog_url(bucket: str, calling: str, run_id: str) -> str:
+    return f"s3://{bucket}/{calling}/processing-results/{run_id}/catalog.json"
+
+
+def _callable_by(row, workspace: str) -> bool:
+    try:
+        access.resolve(row.policy, row.deploying_workspace, workspace)
+        return True
+    except access.AccessDenied:
+        return False
+
+
+def _value(v: Any) -> str:
+    return str(getattr(v, "value", v))
+
+
+def _workflow_json(row) -> dict[str, Any]:
+    out = row.model_dump(mode="json")
+    out["workflow_url"] = f"hatchway://{row.deploying_workspace}/{row.name}@{row.version}"
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+
+
+def _run_record(conf: WesRunConf, request_body: dict[str, Any]):
+    from hatchway.store import RunRecord
+
+    now = datetime.now(timezone.utc)
+    return RunRecord(run_id=conf.run_id, dag_id="wes_run", dag_run_id=dag_run_id(conf.run_id),
+                     calling_workspace=conf.calling, deploying_workspace=conf.deploying,
+                     executing_workspace=conf.executing, workflow_name=conf.workflow.name,
+                     workflow_version=conf.workflow.version, engine=conf.workflow.engine, request=request_body,
+                     tags=conf.tags, state=WesState.QUEUED.value, cancel_requested_at=None, outputs=None,
+                     created_at=now, updated_at=now)
+
+
+__all__ = ["DoorDeps", "LazyDeps", "create_app", "deps_from_airflow"]

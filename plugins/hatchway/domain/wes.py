@@ -1,0 +1,241 @@
+"""GA4GH WES 1.1 as Hatchway speaks it: the run request, the run's conf, and the state mapping.
+
+Plain pydantic: no Airflow, no web framework. The front door (``hatchway.api``) parses forms
+into :class:`RunForm`, resolves the workspaces (``hatchway.domain.access``) and hands a
+:class:`WesRunConf` to the ``wes_run`` DAG; :func:`wes_state` turns what Airflow knows of that
+run back into one WES state, the same way on every route.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+WES_DAG_ID = "wes_run"
+MAX_PARAMS_BYTES = 256 * 1024  # workflow_params is a parameter file, not a data channel
+MAX_TAGS = 50
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Task ids of the wes_run DAG: one place, read by the DAG file and by the state mapping.
+TASK_LAUNCH = "launch"
+TASK_WAIT = "wait_for_workflow"
+TASK_HARVEST = "harvest_outputs"
+TASK_STOP = "stop_workflow"
+TASK_CLEAN = "clean_work"
+TEARDOWNS = (TASK_STOP, TASK_CLEAN)
+
+
+class WesState(str, Enum):
+    UNKNOWN = "UNKNOWN"
+    QUEUED = "QUEUED"
+    INITIALIZING = "INITIALIZING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    EXECUTOR_ERROR = "EXECUTOR_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+    CANCELED = "CANCELED"
+    CANCELING = "CANCELING"
+    PREEMPTED = "PREEMPTED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {WesState.COMPLETE, WesState.EXECUTOR_ERROR, WesState.SYSTEM_ERROR, WesState.CANCELED}
+_TI_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
+_TI_ACTIVE = {"scheduled", "queued", "running", "deferred", "up_for_retry", "up_for_reschedule", "restarting"}
+
+
+def wes_state(*, dag_run_state: str | None, tasks: Mapping[str, str | None], cancel_requested: bool) -> WesState:
+    """One WES state from a DAG run's state, its task states and whether a cancel was asked.
+
+    A cancel wins over everything the run reports afterwards: Airflow can end a run that was
+    marked failed as ``success`` once its teardowns pass (AIRFLOW-NOTES), and a cancelled run
+    must never read COMPLETE. It is CANCELING until the run and its teardowns have ended.
+
+    :param dag_run_state: ``queued``, ``running``, ``success``, ``failed``, or None (no run yet).
+    :param tasks: task id -> task-instance state (None: not scheduled yet).
+    :param cancel_requested: a user asked to cancel this run.
+    """
+    ended = dag_run_state in ("success", "failed")
+    if cancel_requested:
+        teardowns_done = all((tasks.get(t) or "") in _TI_DONE for t in TEARDOWNS if t in tasks)
+        return WesState.CANCELED if ended and teardowns_done else WesState.CANCELING
+    if dag_run_state is None or dag_run_state == "queued":
+        return WesState.QUEUED
+    launch, wait, harvest = (tasks.get(t) for t in (TASK_LAUNCH, TASK_WAIT, TASK_HARVEST))
+    if wait == "failed":
+        return WesState.EXECUTOR_ERROR  # the workflow itself failed (Seqera said FAILED, or a timeout)
+    if "failed" in (launch, harvest) or "upstream_failed" in (wait, harvest):
+        return WesState.SYSTEM_ERROR
+    if dag_run_state == "success":
+        return WesState.COMPLETE if harvest == "success" else WesState.SYSTEM_ERROR
+    if dag_run_state == "failed":
+        return WesState.SYSTEM_ERROR
+    if launch != "success":
+        return WesState.INITIALIZING
+    return WesState.RUNNING
+
+
+class WorkflowRef(BaseModel):
+    """The deployed workflow a run executes, as the door resolved it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    engine: str
+    git_url: str | None = None
+    git_ref: str | None = None
+    pipeline: str | None = None
+
+    @property
+    def launch_source(self) -> tuple[str, str | None]:
+        """(pipeline, revision) for the engine's launch call."""
+        if self.git_url:
+            return self.git_url, self.git_ref
+        return str(self.pipeline), None
+
+
+class WesRunConf(BaseModel):
+    """The conf of one ``wes_run`` DAG run: everything it needs, resolved by the door."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    calling: str
+    deploying: str
+    executing: str
+    bucket: str
+    workflow: WorkflowRef
+    params: dict[str, Any] = Field(default_factory=dict)
+    engine_parameters: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    _run_id_rule = field_validator("run_id")(lambda cls, v: check_run_id(v))
+
+    @property
+    def dag_run_id(self) -> str:
+        return dag_run_id(self.run_id)
+
+    @property
+    def engine_run_name(self) -> str:
+        """The run's name in Seqera: unique, and searchable by the shared ``wes-`` prefix."""
+        return f"wes-{self.run_id}"
+
+    @property
+    def run_prefix(self) -> str:
+        return f"{self.executing}/runs/{self.run_id}/"
+
+    @property
+    def outdir(self) -> str:
+        return f"s3://{self.bucket}/{self.run_prefix}outputs"
+
+    @property
+    def work_dir(self) -> str:
+        return f"s3://{self.bucket}/{self.run_prefix}work"
+
+    def launch_params(self) -> dict[str, Any]:
+        """The workflow's params, with ``outdir`` pinned inside the executing workspace."""
+        return {**self.params, "outdir": self.outdir}
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_run_id(value: str) -> str:
+    if not _RUN_ID.match(value or ""):
+        raise ValueError("run id must be 32 lowercase hex digits")
+    return value
+
+
+def dag_run_id(run_id: str) -> str:
+    return f"wes__{run_id}"
+
+
+class RunForm(BaseModel):
+    """A ``POST /runs`` multipart form, fields as WES clients send them (JSON as strings).
+
+    ``workflow_type_version`` and ``workflow_engine*`` are optional here although the spec's
+    RunRequest calls the first required: the deployed workflow already pins its engine, so a
+    client that leaves them out loses nothing.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    workflow_url: str
+    workflow_type: str
+    workflow_type_version: str | None = None
+    workflow_params: dict[str, Any] = Field(default_factory=dict)
+    workflow_engine: str | None = None
+    workflow_engine_version: str | None = None
+    workflow_engine_parameters: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_form(cls, fields: Mapping[str, str]) -> RunForm:
+        """Parse the string fields: JSON objects decoded, sizes checked before decoding."""
+        values: dict[str, Any] = {}
+        for key in ("workflow_url", "workflow_type", "workflow_type_version", "workflow_engine",
+                    "workflow_engine_version"):
+            if fields.get(key) not in (None, ""):
+                values[key] = fields[key]
+        for key in ("workflow_params", "workflow_engine_parameters", "tags"):
+            raw = fields.get(key)
+            if raw in (None, ""):
+                continue
+            if len(raw.encode()) > MAX_PARAMS_BYTES:
+                raise ValueError(f"{key} is {len(raw.encode())} bytes; at most {MAX_PARAMS_BYTES} are accepted")
+            try:
+                decoded = json.loads(raw)
+            except ValueError as exc:
+                raise ValueError(f"{key} is not valid JSON: {exc.msg} at position {exc.pos}") from None
+            if not isinstance(decoded, dict):
+                raise ValueError(f"{key} must be a JSON object")
+            if key != "workflow_params":
+                decoded = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()}
+            values[key] = decoded
+        return cls.model_validate(values)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_rule(cls, tags: dict[str, str]) -> dict[str, str]:
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags")
+        for key, value in tags.items():
+            if not _TAG_KEY.match(key):
+                raise ValueError(f"tag key {key[:40]!r} must be 1-128 of letters, digits and _.:/-")
+            if len(value) > 256:
+                raise ValueError(f"tag {key!r} is longer than 256 characters")
+        return tags
+
+
+class WesSettings(BaseModel):
+    """Settings of the ``wes_run`` lifecycle, from the Airflow Variable ``hatchway_wes_config``.
+
+    :param seqera_conn_id: Airflow connection of Seqera Platform (runs Nextflow workflows).
+    :param seqera_workspace_id: Seqera workspace (default: the connection's).
+    :param aws_conn_id: connection of the platform bucket (harvest, clean-up).
+    :param poll_interval_seconds: one shared list call per Seqera workspace per interval.
+    :param timeout_seconds: a run not started by then fails.
+    :param deployed_timeout_seconds: a run not ended this long after it started fails.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    seqera_conn_id: str = "seqera_default"
+    seqera_workspace_id: int | None = None
+    aws_conn_id: str = "aws_default"
+    poll_interval_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(3600.0, gt=0)
+    deployed_timeout_seconds: float = Field(172_800.0, gt=0)

@@ -1,0 +1,141 @@
+"""Thin operators of the ``wes_run`` lifecycle: a deployed workflow run for the front door.
+
+The conf is a :class:`hatchway.domain.wes.WesRunConf` the door resolved (calling, deploying
+and executing workspace); the settings come from the Variable ``hatchway_wes_config`` when a
+task runs, never when the DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from hatchway import faults
+from hatchway.operators.seqera import WaitForSeqeraOperator
+
+if TYPE_CHECKING:
+    from hatchway.domain.wes import WesRunConf, WesSettings
+
+WES_VARIABLE = "hatchway_wes_config"
+RUN_NAME_TEMPLATE = "wes-{{ dag_run.conf['run_id'] }}"
+
+
+def load_wes_settings(variable: str = WES_VARIABLE) -> WesSettings:
+    from airflow.sdk import Variable
+
+    from hatchway.domain.wes import WesSettings
+
+    raw = Variable.get(variable, default=None)
+    return WesSettings.model_validate_json(raw) if raw else WesSettings()
+
+
+class WesOperator(BaseOperator):
+    """Base: the run's conf and the lifecycle's settings."""
+
+    ui_color = "#eef6e8"
+
+    @cached_property
+    def settings(self) -> WesSettings:
+        return load_wes_settings()
+
+    def conf(self, context: Any) -> WesRunConf:
+        from hatchway.domain.wes import WesRunConf
+
+        return WesRunConf.model_validate(context["dag_run"].conf or {})
+
+
+class PrepareRunOperator(WesOperator):
+    """Check the conf and name the run's places (a setup task: the teardowns hang on it)."""
+
+    def execute(self, context: Any) -> dict[str, str]:
+        conf = self.conf(context)
+        faults.inject(self.task_id)
+        return {"engine_run_name": conf.engine_run_name, "work_dir": conf.work_dir, "outdir": conf.outdir,
+                "executing": conf.executing, "calling": conf.calling}
+
+
+class LaunchWorkflowOperator(WesOperator):
+    """Launch the workflow on Seqera Platform (an ensure: a retry finds the run it started)."""
+
+    def execute(self, context: Any) -> str:
+        from hatchway.hooks.seqera import SeqeraHook
+
+        conf = self.conf(context)
+        pipeline, revision = conf.workflow.launch_source
+        hook = SeqeraHook(self.settings.seqera_conn_id)
+        try:
+            workflow_id = hook.launch(conf.engine_run_name, pipeline, revision, conf.launch_params(), conf.work_dir,
+                                      workspace_id=self.settings.seqera_workspace_id)
+        finally:
+            hook.close()
+        faults.inject(self.task_id)
+        self.log.info("WES run %s launched as Seqera run %r (%s) in workspace %s", conf.run_id,
+                      conf.engine_run_name, workflow_id, conf.executing)
+        return workflow_id
+
+
+class WaitForWorkflowOperator(WaitForSeqeraOperator):
+    """Wait in the triggerer, sharing one list call per Seqera workspace per interval."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(run_name=RUN_NAME_TEMPLATE, deferrable=True, search_prefix="wes-", **kwargs)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = load_wes_settings()
+        self.seqera_conn_id = settings.seqera_conn_id
+        self.workspace_id = settings.seqera_workspace_id
+        self.poll_interval = settings.poll_interval_seconds
+        self.timeout_seconds = settings.timeout_seconds
+        self.deployed_timeout_seconds = settings.deployed_timeout_seconds
+        return super().execute(context)
+
+
+class HarvestOutputsOperator(WesOperator):
+    """Harvest the outputs as STAC Items into the calling workspace's catalog."""
+
+    def execute(self, context: Any) -> str:
+        from datetime import datetime, timezone
+
+        from hatchway.outputs.stac import RunOutputs, harvest
+
+        conf = self.conf(context)
+        result = harvest(RunOutputs(run_id=conf.run_id, workflow_name=conf.workflow.name,
+                                    workflow_version=conf.workflow.version, calling_workspace=conf.calling,
+                                    executing_workspace=conf.executing, bucket=conf.bucket,
+                                    finished_at=datetime.now(timezone.utc)),
+                         aws_conn_id=self.settings.aws_conn_id)
+        faults.inject(self.task_id)
+        self.log.info("harvested %d outputs into %s", len(result.item_ids), result.catalog_url)
+        return result.catalog_url
+
+
+class StopWorkflowOperator(WesOperator):
+    """Teardown: cancel the Seqera run if it is still live (after a failure or a cancel)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.operators.seqera import cancel_seqera_run
+
+        conf = self.conf(context)
+        return cancel_seqera_run(conf.engine_run_name, workspace_id=self.settings.seqera_workspace_id,
+                                 seqera_conn_id=self.settings.seqera_conn_id)
+
+
+class CleanWorkOperator(WesOperator):
+    """Teardown: delete the run's whole area in the executing workspace (work dir and raw outputs).
+
+    Outputs worth keeping were copied into the calling workspace's catalog by the harvest;
+    whatever happened, nothing else of the run stays behind.
+    """
+
+    def execute(self, context: Any) -> int:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        conf = self.conf(context)
+        hook = S3Hook(aws_conn_id=self.settings.aws_conn_id)
+        keys = hook.list_keys(bucket_name=conf.bucket, prefix=conf.run_prefix) or []
+        for start in range(0, len(keys), 1000):
+            hook.delete_objects(bucket=conf.bucket, keys=keys[start:start + 1000])
+        self.log.info("removed %d objects under s3://%s/%s", len(keys), conf.bucket, conf.run_prefix)
+        return len(keys)

@@ -1,0 +1,14 @@
+"""Hatchway's own relational store (SQLAlchemy + Alembic): workspaces, workflows, WES runs."""
+
+from hatchway.store.store import (
+    Conflict,
+    Member,
+    NotAllowed,
+    NotFound,
+    RunRecord,
+    Store,
+    Workflow,
+    Workspace,
+)
+
+__all__ = ["Conflict", "Member", "NotAllowed", "NotFound", "RunRecord", "Store", "Workflow", "Workspace"]

@@ -1,0 +1,130 @@
+"""Helpers for the front-door tests: tokens, a WES caller per workspace, the WES spec made local."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from hatchway.api.auth import AuthSettings, issue_token
+
+REPO = Path(__file__).resolve().parents[1]
+WES_SPEC = REPO.parent / "shared" / "specs" / "ga4gh-wes-1.1.openapi.yaml"
+SERVICE_INFO_SCHEMA = REPO / "include" / "schemas" / "ga4gh-service-info-1.0.0.json"
+
+HELLO = {"name": "hello", "engine": "NFL", "version": "1", "git_url": "https://github.com/nextflow-io/hello",
+         "git_ref": "master", "policy": "private",
+         "parameter_schema": {"type": "object", "properties": {"greeting": {"type": "string", "maxLength": 100}},
+                              "additionalProperties": True}}
+
+
+def wes_spec() -> dict[str, Any]:
+    """The WES 1.1 spec with its one remote ``$ref`` (GA4GH service-info) replaced by the local copy."""
+    spec = yaml.safe_load(WES_SPEC.read_text())
+    service = json.loads(SERVICE_INFO_SCHEMA.read_text())
+    all_of = spec["components"]["schemas"]["ServiceInfo"]["allOf"]
+    all_of[0] = {"$ref": "#/components/schemas/Ga4ghService"}
+    spec["components"]["schemas"]["Ga4ghService"] = service["components"]["schemas"]["Service"]
+    for name, schema in service["components"]["schemas"].items():
+        spec["components"]["schemas"].setdefault(name, schema)
+    return spec
+
+
+@dataclass
+class WesCaller:
+    """A workspace calling the door with its own token.
+
+    :param base: the door's root URL (``.../hatchway``).
+    """
+
+    base: str
+    workspace: str
+    token: str
+
+    @property
+    def wes(self) -> str:
+        return f"{self.base}/ga4gh/wes/v1"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(f"{self.wes}{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(f"{self.wes}{path}", headers=self.headers, timeout=30, **kwargs)
+
+    def deploy(self, workflow: dict[str, Any], workspace: str | None = None) -> requests.Response:
+        return requests.post(f"{self.base}/workspaces/{workspace or self.workspace}/workflows",
+                             headers=self.headers, json=workflow, timeout=30)
+
+    def run(self, workflow_url: str, params: dict[str, Any] | None = None, *, workflow_type: str = "NFL",
+            tags: dict[str, str] | None = None, raw_params: str | None = None) -> requests.Response:
+        fields = {"workflow_url": workflow_url, "workflow_type": workflow_type, "workflow_type_version": "DSL2",
+                  "workflow_params": raw_params if raw_params is not None else json.dumps(params or {}),
+                  "tags": json.dumps(tags or {})}
+        return self.post("/runs", files={k: (None, v) for k, v in fields.items()})
+
+    def state(self, run_id: str) -> str:
+        resp = self.get(f"/runs/{run_id}/status")
+        resp.raise_for_status()
+        return resp.json()["state"]
+
+    def wait_for(self, run_id: str, states: set[str], timeout: float = 240, poll: float = 1.0) -> list[str]:
+        """Poll the status route until a state in ``states``; return every state seen, in order."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state(run_id)
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            if state in states:
+                return seen
+            time.sleep(poll)
+        raise TimeoutError(f"WES run {run_id} still {seen[-1] if seen else '?'} after {timeout}s (seen: {seen})")
+
+
+def callers(base: str, settings: AuthSettings, *workspaces: str) -> dict[str, WesCaller]:
+    return {ws: WesCaller(base, ws, issue_token(settings, workspace=ws, subject=f"{ws}@example.org"))
+            for ws in workspaces}
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the door's test server did not start")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def url(self) -> str:
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def deep(obj: Any) -> Any:
+    return copy.deepcopy(obj)
