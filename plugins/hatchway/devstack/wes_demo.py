@@ -1,0 +1,117 @@
+"""The front door in the demo and the end-to-end tests: tokens, a deployed workflow, WES runs.
+
+Everything goes over HTTP to the door that Airflow's api-server mounts under ``/hatchway``:
+the workspaces deploy workflows and run them with their own tokens, never with Airflow's.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from hatchway.api.auth import AuthSettings, issue_token
+
+WES_CONFIG = {"poll_interval_seconds": 1, "timeout_seconds": 60, "deployed_timeout_seconds": 180}
+OUTPUTS = {"scores/aggregated_scores.tsv": "sampleset\tIID\tPGS000001_SUM\ndemo\tS1\t0.42\n",
+           "report.html": "<html><body>pgsc_calc report</body></html>\n"}
+HELLO = {"name": "pgsc-calc", "engine": "NFL", "version": "2.0.0", "git_url": "https://github.com/PGScatalog/pgsc_calc",
+         "git_ref": "v2.0.0", "description": "Polygenic scores (demo)",
+         "parameter_schema": {"type": "object", "properties": {"target_build": {"enum": ["GRCh37", "GRCh38"]}},
+                              "additionalProperties": True}}
+FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+
+
+def door_env(workdir: Path, bucket: str) -> tuple[dict[str, str], AuthSettings]:
+    """Airflow environment for the door (signing key, store, lifecycle settings), and the key's settings."""
+    settings = AuthSettings(audience="hatchway", issuer="hatchway-dev", hs256_key=secrets.token_urlsafe(32))
+    conn = {"conn_type": "generic", "password": settings.hs256_key,
+            "extra": {"audience": settings.audience, "issuer": settings.issuer}}
+    env = {"AIRFLOW_CONN_HATCHWAY_API": json.dumps(conn),
+           "HATCHWAY_DB_URL": f"sqlite:///{Path(workdir).resolve()}/hatchway.db",
+           "AIRFLOW_VAR_HATCHWAY_WES_CONFIG": json.dumps(WES_CONFIG)}
+    return env, settings
+
+
+@dataclass
+class Door:
+    """One workspace's view of the door (its token), over HTTP."""
+
+    base: str
+    workspace: str
+    token: str = field(repr=False)
+
+    @classmethod
+    def for_workspace(cls, base: str, settings: AuthSettings, workspace: str) -> Door:
+        return cls(base, workspace, issue_token(settings, workspace=workspace, subject=f"{workspace}@example.org"))
+
+    def _call(self, method: str, path: str, **kwargs) -> Any:
+        resp = requests.request(method, f"{self.base}{path}", headers={"Authorization": f"Bearer {self.token}"},
+                                timeout=30, **kwargs)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"{method} {path} as {self.workspace}: {resp.status_code} {resp.text[:500]}")
+        return resp.json()
+
+    def deploy(self, workflow: dict[str, Any]) -> dict:
+        return self._call("POST", f"/workspaces/{self.workspace}/workflows", json=workflow)
+
+    def run(self, workflow_url: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
+        fields = {"workflow_url": workflow_url, "workflow_type": "NFL", "workflow_type_version": "DSL2",
+                  "workflow_params": json.dumps(params), "tags": json.dumps(tags or {})}
+        return self._call("POST", "/ga4gh/wes/v1/runs", files={k: (None, v) for k, v in fields.items()})["run_id"]
+
+    def status(self, run_id: str) -> str:
+        return self._call("GET", f"/ga4gh/wes/v1/runs/{run_id}/status")["state"]
+
+    def log(self, run_id: str) -> dict:
+        return self._call("GET", f"/ga4gh/wes/v1/runs/{run_id}")
+
+    def cancel(self, run_id: str) -> dict:
+        return self._call("POST", f"/ga4gh/wes/v1/runs/{run_id}/cancel")
+
+    def wait(self, run_id: str, until: set[str] = FINAL, timeout: float = 240,
+             on_poll: Callable[[], None] | None = None) -> list[str]:
+        """Every state the run goes through until one in ``until``, in order."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.status(run_id)
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            if state in until:
+                return seen
+            if on_poll:
+                on_poll()
+            time.sleep(0.5)
+        raise TimeoutError(f"WES run {run_id} still {seen[-1] if seen else '?'} after {timeout:.0f}s: {seen}")
+
+
+def wait_for_door(base: str, timeout: float = 60) -> None:
+    """The api-server answers 401 on the door once the plugin is mounted (no token sent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/ga4gh/wes/v1/service-info", timeout=5).status_code == 401:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the front door is not mounted at {base}")
+
+
+def catalog_items(s3, bucket: str, catalog_url: str) -> list[dict]:
+    """The STAC Items a run's catalog links, read back from the bucket."""
+    prefix = catalog_url.removeprefix(f"s3://{bucket}/").rsplit("/", 1)[0]
+    catalog = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/catalog.json")["Body"].read())
+    items = []
+    for link in catalog["links"]:
+        if link["rel"] == "item":
+            key = f"{prefix}/{link['href'].removeprefix('./')}"
+            items.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    return items

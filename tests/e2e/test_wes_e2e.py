@@ -1,0 +1,105 @@
+"""The front door end to end: Airflow standalone with the Hatchway plugin mounted, moto, the Seqera
+simulator. Workspaces deploy and run workflows with their own tokens, over HTTP only.
+
+- POST /runs -> wes_run -> COMPLETE -> STAC Items in the calling workspace's catalog;
+- a public workflow called by another workspace runs and harvests there;
+- a failing workflow -> EXECUTOR_ERROR, nothing left;
+- cancel -> CANCELING -> CANCELED on every route, never COMPLETE; Seqera's run cancelled, nothing left.
+"""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+import requests
+
+from hatchway.devstack.airflow import Airflow
+from hatchway.devstack.client import AirflowClient
+from hatchway.devstack.demo import HATCHWAY_CONFIG, REGION, airflow_env, dev_stack
+from hatchway.devstack.wes_demo import HELLO, OUTPUTS, Door, catalog_items, door_env, wait_for_door
+
+BUCKET = HATCHWAY_CONFIG["bucket"]
+
+
+def _keys(s3, prefix: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_wes_runs_through_the_door(tmp_path):
+    with dev_stack(tmp_path / "endpoints") as stack:
+        moto, seqera = stack["moto"], stack["seqera"]
+        s3 = boto3.client("s3", endpoint_url=moto.url, region_name=REGION, aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+        s3.create_bucket(Bucket=BUCKET)
+        seqera.configure(outputs_endpoint_url=moto.url,
+                         default_course={"kind": "succeed", "after": 2, "outputs": OUTPUTS})
+        env, settings = door_env(tmp_path, BUCKET)
+        airflow = Airflow(tmp_path / "airflow", env={**airflow_env(stack), **env})
+        with airflow:
+            client = AirflowClient(airflow.url, airflow.username, airflow.password).login()
+
+            def alive() -> None:
+                stack.check()
+                airflow.check()
+
+            client.wait_for_dag("wes_run", on_poll=alive)
+            client.unpause("wes_run")
+            base = f"{airflow.url}/hatchway"
+            wait_for_door(base)
+            alice, bob = (Door.for_workspace(base, settings, ws) for ws in ("alice", "bob"))
+            alice.deploy(HELLO)
+            alice.deploy({**HELLO, "name": "pgsc-public", "policy": "public"})
+
+            # 1. alice runs her private workflow: every state, then the catalog in her workspace.
+            run = alice.run("hatchway://alice/pgsc-calc", {"target_build": "GRCh38"}, tags={"study": "demo"})
+            seen = alice.wait(run, on_poll=alive)
+            assert seen[-1] == "COMPLETE", (seen, client.task_instances("wes_run", f"wes__{run}"))
+            assert "RUNNING" in seen and seen.index("RUNNING") < seen.index("COMPLETE")
+            log = alice.log(run)
+            catalog = log["outputs"]["stac_catalog"]
+            assert catalog == f"s3://{BUCKET}/alice/processing-results/{run}/catalog.json"
+            items = catalog_items(s3, BUCKET, catalog)
+            assert len(items) == len(OUTPUTS)
+            for item in items:
+                assert item["properties"]["hatchway:run_id"] == run
+                assert item["properties"]["hatchway:workflow"] == "pgsc-calc"
+                assert item["properties"]["hatchway:workflow_version"] == "2.0.0"
+                assert all(a["file:checksum"].startswith("1220") for a in item["assets"].values())
+            assert _keys(s3, f"alice/runs/{run}/") == []  # work dir and raw outputs removed
+            launched = [r for r in seqera.runs() if r["runName"] == f"wes-{run}"]
+            assert launched[0]["pipeline"] == HELLO["git_url"] and launched[0]["revision"] == "v2.0.0"
+            assert launched[0]["workDir"] == f"s3://{BUCKET}/alice/runs/{run}/work"
+
+            # 2. bob calls alice's public workflow: it runs in bob's workspace, harvests into bob's catalog.
+            bobs = bob.run("hatchway://alice/pgsc-public", {"target_build": "GRCh37"})
+            assert bob.wait(bobs, on_poll=alive)[-1] == "COMPLETE"
+            assert bob.log(bobs)["outputs"]["stac_catalog"].startswith(f"s3://{BUCKET}/bob/processing-results/{bobs}/")
+            assert _keys(s3, f"alice/processing-results/{bobs}/") == []
+            assert requests.get(f"{base}/ga4gh/wes/v1/runs/{bobs}", timeout=10,
+                                headers={"Authorization": f"Bearer {alice.token}"}).status_code == 404
+
+            # 3. a workflow that fails: EXECUTOR_ERROR, no catalog, nothing left.
+            seqera.configure(default_course={"kind": "fail", "after": 1, "exit_status": 12})
+            failing = alice.run("hatchway://alice/pgsc-calc", {})
+            assert alice.wait(failing, on_poll=alive)[-1] == "EXECUTOR_ERROR"
+            assert alice.log(failing)["outputs"] == {}
+            assert _keys(s3, f"alice/runs/{failing}/") == [] and _keys(s3, f"alice/processing-results/{failing}/") == []
+
+            # 4. cancel while it runs: CANCELING, then CANCELED on every route, never COMPLETE.
+            seqera.configure(default_course={"kind": "running", "outputs": OUTPUTS})
+            cancelled = alice.run("hatchway://alice/pgsc-calc", {})
+            assert alice.wait(cancelled, until={"RUNNING"}, on_poll=alive)[-1] == "RUNNING"
+            alice.cancel(cancelled)
+            after = alice.wait(cancelled, until={"CANCELED"}, on_poll=alive)
+            assert after[0] == "CANCELING" and after[-1] == "CANCELED" and "COMPLETE" not in after, after
+            dag_run = client.wait_for_run("wes_run", f"wes__{cancelled}", timeout=120, on_poll=alive)
+            assert alice.log(cancelled)["state"] == "CANCELED"
+            listed = {r["run_id"]: r["state"] for r in requests.get(
+                f"{base}/ga4gh/wes/v1/runs", headers={"Authorization": f"Bearer {alice.token}"}, timeout=10,
+            ).json()["runs"]}
+            assert listed[cancelled] == "CANCELED" and listed[run] == "COMPLETE"
+            assert [r["status"] for r in seqera.runs() if r["runName"] == f"wes-{cancelled}"] == ["CANCELLED"]
+            assert _keys(s3, f"alice/runs/{cancelled}/") == []
+            assert dag_run["state"] in ("failed", "success")  # either way the door says CANCELED
