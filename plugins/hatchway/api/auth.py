@@ -33,12 +33,13 @@ from urllib.parse import urlparse
 import jwt
 from jwt.exceptions import InvalidSubjectError
 
-from hatchway.domain.names import NameError_, check_workspace_name
+from hatchway.domain.access import SCOPE_PREFIX as WORKSPACE_SCOPE_PREFIX
+from hatchway.domain.access import ManyWorkspaceScopes, NoWorkspaceScope, ScopeError, calling_workspace
+from hatchway.domain.names import check_workspace_name
 
 log = logging.getLogger(__name__)
 
 API_CONN_ID = "hatchway_api"
-WORKSPACE_SCOPE_PREFIX = "workspace:"
 HMAC_ALGORITHMS = ("HS256",)
 PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256", "PS256")
 REQUIRED_CLAIMS = ("exp", "aud", "sub")
@@ -306,18 +307,15 @@ def _scopes(claims: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _workspace_from_scopes(scopes: Iterable[str]) -> str:
-    """The one workspace a token's ``workspace:<name>`` scope names. A repeated identical scope
-    is one; two different ones are refused, since the token would not say which it acts for."""
-    names = sorted({scope[len(WORKSPACE_SCOPE_PREFIX):] for scope in scopes
-                    if scope.startswith(WORKSPACE_SCOPE_PREFIX)})
-    if not names:
-        raise Unauthorized("no workspace scope")
-    if len(names) > 1:
-        raise Unauthorized("more than one workspace scope")
+    """The one workspace a token's ``workspace:<name>`` scope names (rules: :func:`calling_workspace`)."""
     try:
-        return check_workspace_name(names[0])
-    except NameError_ as exc:
-        raise Unauthorized(f"bad workspace scope: {exc}") from None
+        return calling_workspace(list(scopes))
+    except NoWorkspaceScope as exc:
+        raise Unauthorized(exc.reason) from None
+    except ManyWorkspaceScopes as exc:
+        raise Unauthorized(exc.reason) from None
+    except ScopeError as exc:
+        raise Unauthorized(f"bad workspace scope: {str(exc).split(': ', 1)[-1]}") from None
 
 
 _REASONS: tuple[tuple[type[Exception], str], ...] = (

@@ -21,6 +21,7 @@ from hatchway.devstack.airflow import DEFAULT_HOME, MODES, REPO, Airflow
 from hatchway.devstack.client import AirflowClient
 from hatchway.devstack.endpoints import DevStack, GcsEmulator, KafkaMockCluster, MotoServer, SeqeraSimulator
 from hatchway.devstack.process import StackError, tail
+from hatchway.devstack.wes_demo import door_env, show_door
 
 REGION = "us-east-1"
 HATCHWAY_CONFIG = {"region": REGION, "bucket": "hatchway-demo-data", "prefix": "hatchway"}
@@ -212,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             moto = stack["moto"]
             print(f"moto ready at {moto.url} in {moto.started_in:.1f}s", flush=True)
             print(f"starting Airflow ({args.executor}) in {home} ...", flush=True)
-            airflow = Airflow(home, mode=args.executor, dags_folder=args.dags_folder, env=airflow_env(stack))
+            door, door_settings = door_env(home, HATCHWAY_CONFIG["bucket"])
+            airflow = Airflow(home, mode=args.executor, dags_folder=args.dags_folder,
+                              env={**airflow_env(stack), **door})
             with airflow:
                 print(f"Airflow healthy at {airflow.url} in {airflow.healthy_in:.1f}s", flush=True)
                 client = AirflowClient(airflow.url, airflow.username, airflow.password).login()
@@ -234,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                         code = 1
                 if not failed:
                     code = max(code, show_jobs(client, stack, alive))
+                if not failed:
+                    code = max(code, show_door(client, stack, airflow.url, door_settings,
+                                               home.parent / "door.env", alive))
                 print(f"\nUI: {airflow.url}  login: {airflow.username} / {airflow.password}", flush=True)
                 if not args.keep:
                     print("(stopping now; --keep, or `make demo KEEP=1`, keeps it up)", flush=True)

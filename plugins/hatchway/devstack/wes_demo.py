@@ -31,9 +31,7 @@ FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 def door_env(workdir: Path, bucket: str) -> tuple[dict[str, str], AuthSettings]:
     """Airflow environment for the door (signing key, store, lifecycle settings), and the key's settings."""
     settings = AuthSettings(audience="hatchway", issuer="hatchway-dev", hs256_key=secrets.token_urlsafe(32))
-    conn = {"conn_type": "generic", "password": settings.hs256_key,
-            "extra": {"audience": settings.audience, "issuer": settings.issuer}}
-    env = {"AIRFLOW_CONN_HATCHWAY_API": json.dumps(conn),
+    env = {**door_env_exports(settings),
            "HATCHWAY_DB_URL": f"sqlite:///{Path(workdir).resolve()}/hatchway.db",
            "AIRFLOW_VAR_HATCHWAY_WES_CONFIG": json.dumps(WES_CONFIG)}
     return env, settings
@@ -115,3 +113,52 @@ def catalog_items(s3, bucket: str, catalog_url: str) -> list[dict]:
             key = f"{prefix}/{link['href'].removeprefix('./')}"
             items.append(json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
     return items
+
+
+def show_door(client, stack, airflow_url: str, settings: AuthSettings, env_file: Path,
+              alive: Callable[[], None], out: Callable[[str], None] = print) -> int:
+    """The demo's front-door part: a workspace deploys a workflow and runs it through WES.
+
+    :param env_file: where the door's settings are written (0600) for tokens after the demo.
+    """
+    import boto3
+
+    from hatchway.devstack.demo import HATCHWAY_CONFIG, REGION
+
+    bucket = HATCHWAY_CONFIG["bucket"]
+    env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in door_env_exports(settings).items()))
+    env_file.chmod(0o600)
+    client.wait_for_dag("wes_run", on_poll=alive)
+    client.unpause("wes_run")
+    stack["seqera"].configure(outputs_endpoint_url=stack["moto"].url,
+                              default_course={"kind": "succeed", "after": 2, "outputs": OUTPUTS})
+    base = f"{airflow_url}/hatchway"
+    wait_for_door(base)
+    alice, bob = (Door.for_workspace(base, settings, ws) for ws in ("alice-demo", "bob-demo"))
+    alice.deploy(HELLO)
+    out(f"\nFront door (GA4GH WES 1.1 at {base}/ga4gh/wes/v1, workspace tokens):")
+    out("  alice-demo deployed workflow hatchway://alice-demo/pgsc-calc (private)")
+    run_id = alice.run("hatchway://alice-demo/pgsc-calc", {"target_build": "GRCh38"}, tags={"study": "demo"})
+    states = alice.wait(run_id, on_poll=alive)
+    out(f"  POST /runs -> {run_id}: {' -> '.join(states)}")
+    hidden = requests.get(f"{base}/ga4gh/wes/v1/runs/{run_id}", headers={"Authorization": f"Bearer {bob.token}"},
+                          timeout=30).status_code
+    out(f"  bob-demo reading that run: HTTP {hidden}")
+    if states[-1] != "COMPLETE":
+        return 1
+    catalog = alice.log(run_id)["outputs"]["stac_catalog"]
+    s3 = boto3.client("s3", endpoint_url=stack["moto"].url, region_name=REGION, aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    out(f"  outputs: {catalog}")
+    for item in catalog_items(s3, bucket, catalog):
+        for asset in item["assets"].values():
+            out(f"    STAC Item {item['id']}: {asset['href']} ({asset.get('file:size')} bytes, "
+                f"sha256 {asset['file:checksum'][4:16]}...)")
+    out(f"  tokens: source {env_file} && python -m hatchway.api.tokens --workspace alice-demo --subject alice")
+    return 0 if hidden == 404 else 1
+
+
+def door_env_exports(settings: AuthSettings) -> dict[str, str]:
+    conn = {"conn_type": "generic", "password": settings.hs256_key,
+            "extra": {"audience": settings.audience, "issuer": settings.issuer}}
+    return {"AIRFLOW_CONN_HATCHWAY_API": json.dumps(conn)}

@@ -133,6 +133,20 @@ def can_manage(deploying: str, caller: str) -> bool:
     return caller == deploying
 
 
+class ScopeError(ValueError):
+    """A token's scopes do not name exactly one valid workspace; ``reason`` is the short form."""
+
+    reason = "bad workspace scope"
+
+
+class NoWorkspaceScope(ScopeError):
+    reason = "no workspace scope"
+
+
+class ManyWorkspaceScopes(ScopeError):
+    reason = "more than one workspace scope"
+
+
 def calling_workspace(scopes: str | Iterable[str]) -> str:
     """The caller's workspace, from the token's OAuth scopes.
 
@@ -143,15 +157,15 @@ def calling_workspace(scopes: str | Iterable[str]) -> str:
     items = scopes.split() if isinstance(scopes, str) else [s for s in scopes]
     claimed = sorted({s[len(SCOPE_PREFIX):] for s in items if s.startswith(SCOPE_PREFIX)})
     if not claimed:
-        raise ValueError(f"the token has no '{SCOPE_PREFIX}<name>' scope: it names no workspace to act for")
+        raise NoWorkspaceScope(f"the token has no '{SCOPE_PREFIX}<name>' scope: it names no workspace to act for")
     if len(claimed) > 1:
         # Picking one would let a token act for a workspace its holder did not choose.
         listed = ", ".join(SCOPE_PREFIX + c for c in claimed)
-        raise ValueError(f"the token has {len(claimed)} workspace scopes ({listed}); exactly one is required")
+        raise ManyWorkspaceScopes(f"the token has {len(claimed)} workspace scopes ({listed}); exactly one is required")
     try:
         return _workspace_name(claimed[0])
     except ValueError as err:
-        raise ValueError(f"scope '{SCOPE_PREFIX}{claimed[0]}': {err}") from None
+        raise ScopeError(f"scope '{SCOPE_PREFIX}{claimed[0]}': {err}") from None
 
 
 def _no_blanks(value: str, what: str) -> str:
