@@ -77,19 +77,6 @@ class WesCaller:
         resp.raise_for_status()
         return resp.json()["state"]
 
-    def wait_for(self, run_id: str, states: set[str], timeout: float = 240, poll: float = 1.0) -> list[str]:
-        """Poll the status route until a state in ``states``; return every state seen, in order."""
-        seen: list[str] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.state(run_id)
-            if not seen or seen[-1] != state:
-                seen.append(state)
-            if state in states:
-                return seen
-            time.sleep(poll)
-        raise TimeoutError(f"WES run {run_id} still {seen[-1] if seen else '?'} after {timeout}s (seen: {seen})")
-
 
 def callers(base: str, settings: AuthSettings, *workspaces: str) -> dict[str, WesCaller]:
     return {ws: WesCaller(base, ws, issue_token(settings, workspace=ws, subject=f"{ws}@example.org"))

@@ -316,20 +316,21 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         visible = [w for w in rows if _callable_by(w, caller.workspace)]
         return {"workflows": [_workflow_json(w) for w in visible]}
 
-    @app.get("/workspaces/{workspace}/workflows/{name}")
-    def get_workflow(workspace: str, name: str, request: Request):
+    def visible_workflow(request: Request, workspace: str, name: str):
+        """The workflow if the caller may see it; 404 alike for a missing and a private one."""
         d, caller = authenticate(request)
         row = d.store.get_workflow(workspace, name)
         if row is None or not _callable_by(row, caller.workspace):
             raise _not_found("workflow")
-        return _workflow_json(row)
+        return d, caller, row
+
+    @app.get("/workspaces/{workspace}/workflows/{name}")
+    def get_workflow(workspace: str, name: str, request: Request):
+        return _workflow_json(visible_workflow(request, workspace, name)[2])
 
     @app.delete("/workspaces/{workspace}/workflows/{name}")
     def remove_workflow(workspace: str, name: str, request: Request):
-        d, caller = authenticate(request)
-        row = d.store.get_workflow(workspace, name)
-        if row is None or not _callable_by(row, caller.workspace):
-            raise _not_found("workflow")
+        d, caller, _ = visible_workflow(request, workspace, name)
         if not access.can_manage(workspace, caller.workspace):
             raise DoorError(403, f"only workspace {workspace!r} may remove its workflows")
         d.store.remove_workflow(caller.workspace, workspace, name)
