@@ -11,6 +11,7 @@ makes outcomes deterministic for tests regardless of wall-clock timing.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import string
 import time
@@ -326,7 +327,10 @@ class SimState:
         import boto3  # only when a run publishes: the simulator starts without it
 
         bucket, _, prefix = outdir[len("s3://"):].partition("/")
-        s3 = boto3.client("s3", endpoint_url=self.outputs_endpoint_url, region_name="us-east-1")
+        # An emulator's endpoint: it takes any key, and the simulator may run without AWS settings.
+        s3 = boto3.client("s3", endpoint_url=self.outputs_endpoint_url, region_name="us-east-1",
+                          aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+                          aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"))
         for path, text in run.course.outputs.items():
             key = f"{prefix.rstrip('/')}/{path}" if prefix else path
             try:

@@ -145,6 +145,22 @@ class AirflowClient:
         """:return: the run's task instances (``task_id``, ``map_index``, ``state``, ...)."""
         return self._paged(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances")
 
+    def count_task_instances(self, dag_id: str, *states: str, run_id: str = "~") -> int:
+        """:return: how many task instances of ``dag_id`` (every run by default) are in one of
+        ``states`` (``running``, ``queued``, ``deferred``, ``none`` ...; none given: all), read from
+        one page's ``total_entries``."""
+        params: dict[str, Any] = {"limit": 1}
+        if states:
+            params["state"] = list(states)
+        return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params=params)["total_entries"]
+
+    def count_runs(self, dag_id: str, *states: str) -> int:
+        """:return: how many runs of ``dag_id`` are in one of ``states`` (none given: all)."""
+        params: dict[str, Any] = {"limit": 1}
+        if states:
+            params["state"] = list(states)
+        return self._call("GET", f"/dags/{dag_id}/dagRuns", params=params)["total_entries"]
+
 
 class ApiError(RuntimeError):
     """An API call answered with an error status; ``status`` and the body are kept."""

@@ -350,6 +350,10 @@ class SeqeraSimulator(Service):
     def runs(self) -> list[dict]:
         return self._sim("GET", "runs")["runs"]
 
+    def output_errors(self) -> list[str]:
+        """Outputs a succeeding run could not publish (see ``outputs_endpoint_url``)."""
+        return self._sim("GET", "runs")["output_errors"]
+
     def fault(self, status: int | str, count: int = 1, route: str | None = None, **fields) -> dict:
         """Make the next ``count`` API calls (of ``route``, e.g. ``"GET /workflow"``) answer
         ``status``, or ``"hang"`` for ``seconds`` first."""

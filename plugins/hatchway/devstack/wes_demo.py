@@ -150,7 +150,11 @@ def show_door(client, stack, airflow_url: str, settings: AuthSettings, env_file:
     s3 = boto3.client("s3", endpoint_url=stack["moto"].url, region_name=REGION, aws_access_key_id="testing",
                       aws_secret_access_key="testing")
     out(f"  outputs: {catalog}")
-    for item in catalog_items(s3, bucket, catalog):
+    items = catalog_items(s3, bucket, catalog)
+    if not items:
+        out(f"  error: the catalog has no Items (simulator: {stack['seqera'].output_errors()})")
+        return 1
+    for item in items:
         for asset in item["assets"].values():
             out(f"    STAC Item {item['id']}: {asset['href']} ({asset.get('file:size')} bytes, "
                 f"sha256 {asset['file:checksum'][4:16]}...)")
