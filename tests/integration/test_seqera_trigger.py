@@ -258,3 +258,23 @@ def test_fifty_waiting_runs_share_one_list_call_per_interval(sim):
     print(f"\nlist calls for {len(runs)} runs in 2 workspaces: batched {sum(map(len, batched_calls.values()))} "
           f"({rounds} rounds in workspace {WS}), one-call-per-job {sum(map(len, naive.values()))}")
     assert sum(map(len, naive.values())) > 10 * sum(map(len, batched_calls.values()))
+
+
+def test_page_size_grows_with_the_waiting_runs_so_one_call_serves_an_interval(sim):
+    """250 runs waiting in one workspace with the default page size (100): the shared poller asks
+    for a page that holds them all, so each interval costs one list call, not three."""
+    runs = [{"run_name": f"pg-intp{i:03d}", "workspace_id": WS, "course": {"kind": "succeed", "after": 3}}
+            for i in range(250)]
+    sim.create_runs(runs)
+
+    async def waiting():
+        tasks = [asyncio.ensure_future(_event(SeqeraRunTrigger(r["run_name"], workspace_id=WS, poll_interval=0.5,
+                                                               search_prefix="pg-"))) for r in runs]
+        return await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+    t0 = time.time()
+    events = asyncio.run(waiting())
+    assert [e["status"] for e in events] == ["success"] * len(runs)
+    calls = [entry for entry in sim.calls(since=t0)["log"] if entry[1] == "GET /workflow"]
+    # Each run needs 3 polls to succeed (a 4th sees SUCCEEDED): about 4 rounds, one call each.
+    assert len(calls) <= 6, len(calls)

@@ -121,3 +121,12 @@ def test_trigger_keeps_clock_when_rebuilt_without_started_at_argument():
 def test_trigger_rejects_prefix_that_does_not_prefix_the_name():
     with pytest.raises(ValueError, match="not a prefix"):
         SeqeraRunTrigger("ns-intp1", search_prefix="other-")
+
+
+def test_poll_page_size_holds_every_waiting_run_within_bounds():
+    from hatchway.hooks.seqera_settings import ADAPTIVE_PAGE_MAX, DEFAULT_PAGE_SIZE, poll_page_size
+
+    assert poll_page_size(1) == DEFAULT_PAGE_SIZE  # never below the configured size
+    assert poll_page_size(400) >= 400 and poll_page_size(400, 50) == poll_page_size(400)
+    assert poll_page_size(10_000) == ADAPTIVE_PAGE_MAX  # bounded: beyond it, pages are followed
+    assert poll_page_size(10, 2000) == 2000  # an explicit larger size is kept

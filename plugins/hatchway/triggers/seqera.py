@@ -35,6 +35,7 @@ from hatchway.hooks.seqera import (
     SeqeraError,
     SeqeraHook,
 )
+from hatchway.hooks.seqera_settings import poll_page_size
 
 ENDPOINT_TTL = 60.0  # seconds a resolved connection is reused, so a rotated token is picked up soon
 NOT_STARTED = "SUBMITTED"  # the one live Seqera status that does not mean "running"
@@ -128,7 +129,7 @@ class WorkspacePoller:
                 names = frozenset(s.run_name for s in subs)
                 prefixes = [s.prefix for s in subs]
                 search = os.path.commonprefix(prefixes) if all(prefixes) else None
-                await self._poll(names, search or None, max(s.page_size for s in subs))
+                await self._poll(names, search or None, poll_page_size(len(names), max(s.page_size for s in subs)))
                 await self._sleep(min(s.interval for s in subs))
         finally:
             await self.hook.aclose()
