@@ -25,6 +25,7 @@ import pytest
 
 from hatchway.devstack.endpoints import SeqeraSimulator
 from hatchway.hooks.seqera import SeqeraHook, newest_by_name
+from hatchway.hooks.seqera_settings import poll_page_size
 from hatchway.triggers.seqera import SeqeraRunTrigger, pollers
 
 pytestmark = pytest.mark.bench
@@ -170,13 +171,14 @@ def test_waiting_runs_memory_and_calls_per_interval(sim, n, interval):
     per_job, per_job_cycle = asyncio.run(_per_job(sim, runs, interval))
 
     w = len(WORKSPACES)
-    pages = -(-(n // w) // 100)
+    pages = -(-(n // w) // poll_page_size(n // w, 100))
     print(f"\n--- Seqera wait: N={n} waiting runs in {w} workspaces, poll interval {interval:g}s, "
           f"counted over {INTERVALS} intervals")
     print(f"memory per waiting run: SeqeraRunTrigger {seqera_kib:.1f} KiB vs DateTimeTrigger {datetime_kib:.1f} KiB "
           f"-> ratio {seqera_kib / datetime_kib:.1f} (goal <= 32 KiB)")
     print(f"Seqera calls per interval, shared poller: {batched_big_pages:.1f} with max=1000 "
-          f"(goal <= {w} workspaces); {batched:.1f} with max=100 ({n // w} runs per workspace = {pages} page(s))")
+          f"(goal <= {w} workspaces); {batched:.1f} with max=100 ({n // w} runs per workspace; the poller asks for "
+          f"max={poll_page_size(n // w, 100)}, i.e. {pages} page(s) a round)")
     print(f"Seqera calls per interval, one call per job: {per_job:.1f} served; one call per job every "
           f"{per_job_cycle:.1f}s (asked: every {interval:g}s, i.e. {n} per interval)")
     print(f"ratio one-call-per-job / shared poller: {per_job / batched_big_pages:.0f}x (max=1000), "
