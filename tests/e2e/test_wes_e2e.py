@@ -9,6 +9,8 @@ simulator. Workspaces deploy and run workflows with their own tokens, over HTTP 
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 import requests
@@ -75,6 +77,14 @@ def test_wes_runs_through_the_door(tmp_path):
             launched = [r for r in seqera.runs() if r["runName"] == f"wes-{run}"]
             assert launched[0]["pipeline"] == HELLO["git_url"] and launched[0]["revision"] == "v2.0.0"
             assert launched[0]["workDir"] == f"s3://{BUCKET}/alice/runs/{run}/work"
+            # The launch pins the run to the executing workspace: its job role, queue, namespace, tags.
+            bodies = [json.loads(r["body"])["launch"] for r in seqera.requests()
+                      if r["route"] == "POST /workflow/launch" and f"wes-{run}" in (r["body"] or "")]
+            config = bodies[0]["configText"]
+            account = boto3.client("sts", endpoint_url=moto.url, region_name=REGION, aws_access_key_id="testing",
+                                   aws_secret_access_key="testing").get_caller_identity()["Account"]
+            assert f"aws.batch.jobRole = 'arn:aws:iam::{account}:role/hatchway/hatchway-alice-jobs'" in config
+            assert "process.queue = 'hatchway-alice-queue'" in config and "'hatchway:workspace': 'alice'" in config
 
             # 2. bob calls alice's public workflow: it runs in bob's workspace, harvests into bob's catalog.
             bobs = bob.run("hatchway://alice/pgsc-public", {"target_build": "GRCh37"})

@@ -23,6 +23,7 @@ from hatchway.api.airflow_runs import AirflowRuns
 from hatchway.api.auth import AuthSettings, TokenVerifier
 from hatchway.api.door import DoorDeps, create_app
 from hatchway.domain.wes import MAX_PARAMS_BYTES
+from hatchway.domain.workspace import PlatformConfig
 from tests_wes import HELLO, ThreadedServer, callers, check_wes_conformance
 
 BUCKET = "hatchway-test-data"
@@ -40,7 +41,8 @@ def door(airflow_db, tmp_path_factory):
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('door')}/hatchway.db")
     store.migrate()
     settings = AuthSettings(audience="hatchway", issuer="hatchway-test", hs256_key=secrets.token_urlsafe(32))
-    deps = DoorDeps(store=store, verifier=TokenVerifier(settings), runs=AirflowRuns(), bucket=BUCKET)
+    deps = DoorDeps(store=store, verifier=TokenVerifier(settings), runs=AirflowRuns(),
+                    platform=PlatformConfig(bucket=BUCKET, prefix="hwtest", queue_mode="shared"))
     with ThreadedServer(create_app(lambda: deps)) as server:
         people = callers(server.url, settings, "alice", "bob")
         assert people["alice"].deploy(HELLO).status_code == 201
@@ -142,6 +144,11 @@ def test_public_workflow_called_by_another_workspace_runs_in_the_callers_workspa
                                                                                                    "bob")
     conf = _dag_run_conf(record.dag_run_id)
     assert conf["executing"] == conf["calling"] == "bob" and conf["workflow"]["name"] == "shared"
+    # The executing workspace decides where and as whom it runs, and how it is tagged.
+    assert conf["context"]["job_role"] == "hwtest-bob-jobs" and conf["context"]["namespace"] == "hwtest-bob"
+    assert conf["context"]["job_queue"] == "hwtest-shared-queue" and conf["context"]["share_identifier"]
+    assert conf["context"]["tags"]["hatchway:workspace"] == "bob"
+    assert conf["context"]["tags"]["hatchway:owner"] == "bob@example.org"
     assert people["alice"].get(f"/runs/{record.run_id}").status_code == 404  # the deployer cannot see it either
 
 
@@ -152,6 +159,10 @@ def test_user_service_runs_in_the_deploying_workspace(door):
     assert resp.status_code == 200, resp.text
     record = store.get_run(resp.json()["run_id"])
     assert (record.calling_workspace, record.executing_workspace) == ("bob", "alice")
+    context = _dag_run_conf(record.dag_run_id)["context"]
+    assert context["job_role"] == "hwtest-alice-jobs"  # steps run as the deploying workspace
+    assert context["tags"]["hatchway:workspace"] == "alice" and context["tags"]["hatchway:owner"] == "alice@example.org"
+    assert context["tags"]["hatchway:calling-workspace"] == "bob"
 
 
 def test_runs_are_paged_by_token(door):

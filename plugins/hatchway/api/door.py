@@ -34,9 +34,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hatchway.api.airflow_runs import AirflowRuns, DagNotReady, RunView
 from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
 from hatchway.domain import access
+from hatchway.domain.workspace import PlatformConfig
 from hatchway.domain.wes import (
     RunForm,
     WesRunConf,
+    executing_context,
     WesState,
     WorkflowRef,
     dag_run_id,
@@ -74,13 +76,17 @@ class DoorDeps:
     :param store: Hatchway's store (``hatchway.store.Store``), migrated.
     :param verifier: verifies Bearer tokens.
     :param runs: trigger/read/fail DAG runs.
-    :param bucket: the platform bucket holding every workspace's prefix.
+    :param platform: the platform settings (``hatchway_config``): bucket, prefix, queue mode, cost tag.
     """
 
     store: Any
     verifier: TokenVerifier
     runs: AirflowRuns
-    bucket: str
+    platform: PlatformConfig
+
+    @property
+    def bucket(self) -> str:
+        return self.platform.bucket
 
 
 class LazyDeps:
@@ -108,13 +114,12 @@ def deps_from_airflow() -> DoorDeps:
     from airflow.models.variable import Variable
 
     from hatchway.api.auth import load_settings
-    from hatchway.domain.workspace import PlatformConfig
     from hatchway.store import Store
 
     store = Store.from_env()
     store.migrate()
     config = PlatformConfig.from_json(Variable.get("hatchway_config"))
-    return DoorDeps(store=store, verifier=TokenVerifier(load_settings()), runs=AirflowRuns(), bucket=config.bucket)
+    return DoorDeps(store=store, verifier=TokenVerifier(load_settings()), runs=AirflowRuns(), platform=config)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -376,12 +381,18 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
 
         d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
         run_id = new_run_id()
+        executing = d.store.get_workspace(resolution.executing)
+        context = executing_context(
+            prefix=d.platform.prefix, queue_mode=_value(d.platform.queue_mode), cost_tag_key=d.platform.cost_tag_key,
+            executing=resolution.executing, owner=executing.owner if executing else caller.subject, run_id=run_id,
+            calling=resolution.calling)
         conf = WesRunConf(
             run_id=run_id, calling=resolution.calling, deploying=resolution.deploying,
             executing=resolution.executing, bucket=d.bucket,
             workflow=WorkflowRef(name=row.name, version=row.version, engine=engine, git_url=row.git_url,
                                  git_ref=row.git_ref, pipeline=row.pipeline),
-            params=form.workflow_params, engine_parameters=form.workflow_engine_parameters, tags=form.tags)
+            params=form.workflow_params, engine_parameters=form.workflow_engine_parameters, tags=form.tags,
+            context=context)
         request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
                         "workflow_type_version": form.workflow_type_version or "DSL2",
                         "workflow_params": form.workflow_params, "tags": form.tags,

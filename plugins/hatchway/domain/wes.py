@@ -86,6 +86,25 @@ def wes_state(*, dag_run_state: str | None, tasks: Mapping[str, str | None], can
     return WesState.RUNNING
 
 
+class ExecutingContext(BaseModel):
+    """What the executing workspace decides for a run: where it runs, as whom, tagged how.
+
+    :param namespace: Kubernetes namespace of the workspace (k8s executors).
+    :param job_role: IAM role the workflow's jobs assume (the workspace's job role).
+    :param job_queue: Batch queue the jobs go to (the workspace's, or the shared fair-share one).
+    :param share_identifier: fair-share identifier in the shared queue (shared mode only).
+    :param tags: the workspace's cost and ownership tags, plus the run's.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str
+    job_role: str
+    job_queue: str
+    share_identifier: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
 class WorkflowRef(BaseModel):
     """The deployed workflow a run executes, as the door resolved it."""
 
@@ -120,6 +139,7 @@ class WesRunConf(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     engine_parameters: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
+    context: ExecutingContext
 
     _run_id_rule = field_validator("run_id")(lambda cls, v: check_run_id(v))
 
@@ -239,3 +259,44 @@ class WesSettings(BaseModel):
     poll_interval_seconds: float = Field(30.0, gt=0)
     timeout_seconds: float = Field(3600.0, gt=0)
     deployed_timeout_seconds: float = Field(172_800.0, gt=0)
+
+
+def executing_context(*, prefix: str, queue_mode: str, cost_tag_key: str, executing: str, owner: str,
+                      run_id: str, calling: str) -> ExecutingContext:
+    """The executing workspace's namespace, job role, queue and tags for one run.
+
+    The names are the workspace lifecycle's own (:class:`WorkspaceNames`), so a run lands in
+    what ``workspace_provision`` made for that workspace.
+    """
+    from hatchway.domain.names import PlatformNames, WorkspaceNames
+    from hatchway.domain.workspace import TAG_OWNER, TAG_PLATFORM, TAG_WORKSPACE
+
+    names = WorkspaceNames(prefix, executing)
+    shared = queue_mode == "shared"
+    tags = {TAG_WORKSPACE: executing, TAG_OWNER: owner[:256], cost_tag_key: executing, TAG_PLATFORM: prefix,
+            "hatchway:wes-run": run_id, "hatchway:calling-workspace": calling}
+    return ExecutingContext(namespace=names.namespace, job_role=names.job_role,
+                            job_queue=PlatformNames(prefix).shared_job_queue if shared else names.job_queue,
+                            share_identifier=names.share_identifier if shared else None, tags=tags)
+
+
+def nextflow_config(context: ExecutingContext, role_arn: str) -> str:
+    """Nextflow config text that pins a run to its executing workspace.
+
+    Sent as the launch's ``configText``: AWS Batch jobs take the workspace's job role and
+    queue and carry its tags (``process.resourceLabels``), Kubernetes pods its namespace, so
+    a workflow's steps see only that workspace's data and are billed to it.
+    """
+    def quote(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    labels = ", ".join(f"{quote(k)}: {quote(v)}" for k, v in sorted(context.tags.items()))
+    lines = [
+        f"aws.batch.jobRole = {quote(role_arn)}",
+        f"process.queue = {quote(context.job_queue)}",
+        f"process.resourceLabels = [{labels}]",
+        f"k8s.namespace = {quote(context.namespace)}",
+    ]
+    if context.share_identifier:
+        lines.append(f"aws.batch.shareIdentifier = {quote(context.share_identifier)}")
+    return "\n".join(lines) + "\n"

@@ -57,17 +57,29 @@ class PrepareRunOperator(WesOperator):
 
 
 class LaunchWorkflowOperator(WesOperator):
-    """Launch the workflow on Seqera Platform (an ensure: a retry finds the run it started)."""
+    """Launch the workflow on Seqera Platform (an ensure: a retry finds the run it started).
+
+    The launch carries a Nextflow config that pins the run to the executing workspace: its job
+    role, queue, namespace and tags (:func:`hatchway.domain.wes.nextflow_config`).
+    """
 
     def execute(self, context: Any) -> str:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        from hatchway.domain.wes import nextflow_config
         from hatchway.hooks.seqera import SeqeraHook
+        from hatchway.workspace.iam import IAM_PATH
 
         conf = self.conf(context)
         pipeline, revision = conf.workflow.launch_source
+        account = AwsBaseHook(aws_conn_id=self.settings.aws_conn_id, client_type="sts").get_conn() \
+            .get_caller_identity()["Account"]
+        role_arn = f"arn:aws:iam::{account}:role{IAM_PATH}{conf.context.job_role}"
         hook = SeqeraHook(self.settings.seqera_conn_id)
         try:
             workflow_id = hook.launch(conf.engine_run_name, pipeline, revision, conf.launch_params(), conf.work_dir,
-                                      workspace_id=self.settings.seqera_workspace_id)
+                                      workspace_id=self.settings.seqera_workspace_id,
+                                      configText=nextflow_config(conf.context, role_arn))
         finally:
             hook.close()
         faults.inject(self.task_id)
