@@ -158,7 +158,8 @@ def show_door(client, stack, airflow_url: str, settings: AuthSettings, env_file:
         for asset in item["assets"].values():
             out(f"    STAC Item {item['id']}: {asset['href']} ({asset.get('file:size')} bytes, "
                 f"sha256 {asset['file:checksum'][4:16]}...)")
-    out(f"  tokens: source {env_file} && python -m hatchway.api.tokens --workspace alice-demo --subject alice")
+    out(f"  tokens: source {env_file} && PYTHONPATH=plugins .venv/bin/python -m hatchway.api.tokens "
+        "--workspace alice-demo --subject alice")
     return 0 if hidden == 404 else 1
 
 
