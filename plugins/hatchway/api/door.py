@@ -41,6 +41,7 @@ from hatchway.domain.wes import (
     executing_context,
     WesState,
     WorkflowRef,
+    catalog_url,
     dag_run_id,
     new_run_id,
     wes_state,
@@ -254,7 +255,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             run_log["end_time"] = _iso(view.end_date)
         outputs: dict[str, Any] = {}
         if state == WesState.COMPLETE:
-            outputs = {"stac_catalog": _catalog_url(d.bucket, record.calling_workspace, record.run_id)}
+            outputs = {"stac_catalog": catalog_url(d.bucket, record.calling_workspace, record.run_id)}
         return {"run_id": record.run_id, "request": request_body, "state": state.value, "run_log": run_log,
                 "task_logs_url": str(request.url_for("list_tasks", run_id=record.run_id)), "outputs": outputs}
 
@@ -464,10 +465,6 @@ def _task_logs(view: RunView) -> list[dict[str, Any]]:
             entry["exit_code"] = 0 if task.state == "success" else 1
         out.append(entry)
     return out
-
-
-def _catalog_url(bucket: str, calling: str, run_id: str) -> str:
-    return f"s3://{bucket}/{calling}/processing-results/{run_id}/catalog.json"
 
 
 def _callable_by(row, workspace: str) -> bool:

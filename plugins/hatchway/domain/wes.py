@@ -86,6 +86,25 @@ def wes_state(*, dag_run_state: str | None, tasks: Mapping[str, str | None], can
     return WesState.RUNNING
 
 
+def run_prefix(executing: str, run_id: str) -> str:
+    """A run's own area in the executing workspace (work dir and raw outputs); removed after the run."""
+    return f"{executing}/runs/{run_id}/"
+
+
+def outputs_prefix(executing: str, run_id: str) -> str:
+    """Where a run writes its outputs, under the executing workspace's prefix."""
+    return f"{run_prefix(executing, run_id)}outputs/"
+
+
+def catalog_prefix(calling: str, run_id: str) -> str:
+    """Where a run's STAC catalog and copied outputs go, under the calling workspace's prefix."""
+    return f"{calling}/processing-results/{run_id}/"
+
+
+def catalog_url(bucket: str, calling: str, run_id: str) -> str:
+    return f"s3://{bucket}/{catalog_prefix(calling, run_id)}catalog.json"
+
+
 class ExecutingContext(BaseModel):
     """What the executing workspace decides for a run: where it runs, as whom, tagged how.
 
@@ -154,11 +173,11 @@ class WesRunConf(BaseModel):
 
     @property
     def run_prefix(self) -> str:
-        return f"{self.executing}/runs/{self.run_id}/"
+        return run_prefix(self.executing, self.run_id)
 
     @property
     def outdir(self) -> str:
-        return f"s3://{self.bucket}/{self.run_prefix}outputs"
+        return f"s3://{self.bucket}/{outputs_prefix(self.executing, self.run_id).rstrip('/')}"
 
     @property
     def work_dir(self) -> str:

@@ -28,6 +28,7 @@ import pystac
 from pystac.extensions.file import FileExtension
 
 from hatchway.domain.names import check_s3_bucket, check_workspace_name
+from hatchway.domain.wes import catalog_prefix, outputs_prefix
 
 CATALOG_FILE = "catalog.json"
 DATA_ASSET = "data"
@@ -96,16 +97,6 @@ def _check_segment(value: str, what: str) -> str:
     if not value or "/" in value or value in {".", ".."} or not value.isprintable():
         raise ValueError(f"{what} must be one printable path segment without '/' (got {value!r})")
     return value
-
-
-def outputs_prefix(executing: str, run_id: str) -> str:
-    """Where a run writes its outputs, under the executing workspace's prefix."""
-    return f"{executing}/runs/{run_id}/outputs/"
-
-
-def catalog_prefix(calling: str, run_id: str) -> str:
-    """Where a run's STAC catalog and copied outputs go, under the calling workspace's prefix."""
-    return f"{calling}/processing-results/{run_id}/"
 
 
 def item_id_for(relative_path: str) -> str:
