@@ -13,6 +13,7 @@ import requests
 import yaml
 
 from hatchway.api.auth import AuthSettings, issue_token
+from hatchway.devstack.wes_demo import run_form
 
 REPO = Path(__file__).resolve().parents[1]
 WES_SPEC = REPO.parent / "shared" / "specs" / "ga4gh-wes-1.1.openapi.yaml"
@@ -67,10 +68,8 @@ class WesCaller:
 
     def run(self, workflow_url: str, params: dict[str, Any] | None = None, *, workflow_type: str = "NFL",
             tags: dict[str, str] | None = None, raw_params: str | None = None) -> requests.Response:
-        fields = {"workflow_url": workflow_url, "workflow_type": workflow_type, "workflow_type_version": "DSL2",
-                  "workflow_params": raw_params if raw_params is not None else json.dumps(params or {}),
-                  "tags": json.dumps(tags or {})}
-        return self.post("/runs", files={k: (None, v) for k, v in fields.items()})
+        raw = raw_params if raw_params is not None else json.dumps(params or {})
+        return self.post("/runs", files=run_form(workflow_url, raw, workflow_type=workflow_type, tags=tags))
 
     def state(self, run_id: str) -> str:
         resp = self.get(f"/runs/{run_id}/status")

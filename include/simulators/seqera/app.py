@@ -224,13 +224,18 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
         state.log_answer(request.state.route, workspace_id, 200)
         return {"workflowId": run.id}
 
-    @api.get("/workflow/{workflowId}")
-    async def describe(request: Request, workflowId: str, attributes: str | None = None):
+    def visible_run(request: Request, workflow_id: str):
+        """The run, if the token's workspace may see it; 403 without a body otherwise (as Seqera)."""
         workspace_id = request.state.workspace_id
-        run = state.get_run(workflowId, workspace_id)
+        run = state.get_run(workflow_id, workspace_id)
         if run is None:
             state.log_answer(request.state.route, workspace_id, 403)
             raise _SimError(403)
+        return workspace_id, run
+
+    @api.get("/workflow/{workflowId}")
+    async def describe(request: Request, workflowId: str, attributes: str | None = None):
+        workspace_id, run = visible_run(request, workflowId)
         run.poll(time.time())
         answer: dict[str, Any] = {"workflow": run.workflow_dto(max_fields=True), "progress": run.progress(),
                                   "labels": [], "messages": [], "optimized": False, "orgId": 1,
@@ -242,11 +247,7 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
 
     @api.post("/workflow/{workflowId}/cancel")
     async def cancel(request: Request, workflowId: str, force: str | None = None):
-        workspace_id = request.state.workspace_id
-        run = state.get_run(workflowId, workspace_id)
-        if run is None:
-            state.log_answer(request.state.route, workspace_id, 403)
-            raise _SimError(403)
+        workspace_id, run = visible_run(request, workflowId)
         if run.status in TERMINAL:
             state.log_answer(request.state.route, workspace_id, 400)
             raise _SimError(400, f"Workflow {workflowId} is not active: {run.status}")

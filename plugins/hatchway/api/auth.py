@@ -310,9 +310,7 @@ def _workspace_from_scopes(scopes: Iterable[str]) -> str:
     """The one workspace a token's ``workspace:<name>`` scope names (rules: :func:`calling_workspace`)."""
     try:
         return calling_workspace(list(scopes))
-    except NoWorkspaceScope as exc:
-        raise Unauthorized(exc.reason) from None
-    except ManyWorkspaceScopes as exc:
+    except (NoWorkspaceScope, ManyWorkspaceScopes) as exc:
         raise Unauthorized(exc.reason) from None
     except ScopeError as exc:
         raise Unauthorized(f"bad workspace scope: {str(exc).split(': ', 1)[-1]}") from None

@@ -28,6 +28,14 @@ HELLO = {"name": "pgsc-calc", "engine": "NFL", "version": "2.0.0", "git_url": "h
 FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 
 
+def run_form(workflow_url: str, workflow_params: str, *, workflow_type: str = "NFL",
+             tags: dict[str, str] | None = None) -> dict[str, tuple[None, str]]:
+    """A ``POST /runs`` multipart body as WES clients send it: every field a string."""
+    fields = {"workflow_url": workflow_url, "workflow_type": workflow_type, "workflow_type_version": "DSL2",
+              "workflow_params": workflow_params, "tags": json.dumps(tags or {})}
+    return {k: (None, v) for k, v in fields.items()}
+
+
 def door_env(workdir: Path, bucket: str) -> tuple[dict[str, str], AuthSettings]:
     """Airflow environment for the door (signing key, store, lifecycle settings), and the key's settings."""
     settings = AuthSettings(audience="hatchway", issuer="hatchway-dev", hs256_key=secrets.token_urlsafe(32))
@@ -60,9 +68,8 @@ class Door:
         return self._call("POST", f"/workspaces/{self.workspace}/workflows", json=workflow)
 
     def run(self, workflow_url: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
-        fields = {"workflow_url": workflow_url, "workflow_type": "NFL", "workflow_type_version": "DSL2",
-                  "workflow_params": json.dumps(params), "tags": json.dumps(tags or {})}
-        return self._call("POST", "/ga4gh/wes/v1/runs", files={k: (None, v) for k, v in fields.items()})["run_id"]
+        body = run_form(workflow_url, json.dumps(params), tags=tags)
+        return self._call("POST", "/ga4gh/wes/v1/runs", files=body)["run_id"]
 
     def status(self, run_id: str) -> str:
         return self._call("GET", f"/ga4gh/wes/v1/runs/{run_id}/status")["state"]

@@ -147,10 +147,7 @@ class WaitForJobOperator(WaitForSeqeraOperator):
         from hatchway.jobs.settings import load_jobs_config
 
         config = load_jobs_config(self.config_variable)
-        self.seqera_conn_id = config.seqera_conn_id
-        self.poll_interval = config.poll_interval_seconds
-        self.timeout_seconds = config.timeout_seconds
-        self.deployed_timeout_seconds = config.deployed_timeout_seconds
+        self.use_settings(config)
         self.search_prefix = f"{config.namespace}-"
         return super().execute(context)
 

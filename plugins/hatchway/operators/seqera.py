@@ -90,6 +90,15 @@ class WaitForSeqeraOperator(BaseOperator):
         self.page_size = page_size
         self.deferrable = deferrable
 
+    def use_settings(self, settings: Any) -> None:
+        """Take the connection, interval and timeouts from a lifecycle's settings (read when the
+        task runs, not when the DAG is parsed): any object with ``seqera_conn_id``,
+        ``poll_interval_seconds``, ``timeout_seconds`` and ``deployed_timeout_seconds``."""
+        self.seqera_conn_id = settings.seqera_conn_id
+        self.poll_interval = settings.poll_interval_seconds
+        self.timeout_seconds = settings.timeout_seconds
+        self.deployed_timeout_seconds = settings.deployed_timeout_seconds
+
     def _trigger(self) -> SeqeraRunTrigger:
         from hatchway.triggers.seqera import SeqeraRunTrigger
 

@@ -96,11 +96,8 @@ class WaitForWorkflowOperator(WaitForSeqeraOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings = load_wes_settings()
-        self.seqera_conn_id = settings.seqera_conn_id
+        self.use_settings(settings)
         self.workspace_id = settings.seqera_workspace_id
-        self.poll_interval = settings.poll_interval_seconds
-        self.timeout_seconds = settings.timeout_seconds
-        self.deployed_timeout_seconds = settings.deployed_timeout_seconds
         return super().execute(context)
 
 
