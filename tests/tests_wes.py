@@ -16,7 +16,7 @@ from hatchway.api.auth import AuthSettings, issue_token
 from hatchway.devstack.wes_demo import run_form
 
 REPO = Path(__file__).resolve().parents[1]
-WES_SPEC = REPO.parent / "shared" / "specs" / "ga4gh-wes-1.1.openapi.yaml"
+WES_SPEC = REPO / "tests" / "contracts" / "ga4gh-wes-1.1.0.openapi.yaml"
 SERVICE_INFO_SCHEMA = REPO / "include" / "schemas" / "ga4gh-service-info-1.0.0.json"
 
 HELLO = {"name": "hello", "engine": "NFL", "version": "1", "git_url": "https://github.com/nextflow-io/hello",

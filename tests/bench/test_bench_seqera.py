@@ -5,7 +5,7 @@ At N = 100 and 1,000 concurrent waiting runs, in one event loop like one trigger
 against the Seqera simulator:
 - memory per waiting run (tracemalloc, after a warm-up; Python allocations only, so a TLS
   context's OpenSSL memory is not in it) of :class:`SeqeraRunTrigger` beside a bare
-  ``DateTimeTrigger`` (AIRFLOW-NOTES measured about 9 KiB inside a triggerer; the goal is
+  ``DateTimeTrigger`` (docs/airflow-behaviour.md: about 9 KiB inside a triggerer; the goal is
   <= 32 KiB). Both include their shares of everything they hold: subscriptions, the shared
   poller and its client, the last record of each run;
 - Seqera calls per poll interval of the shared poller (goal <= number of workspaces) beside

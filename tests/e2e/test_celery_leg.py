@@ -65,7 +65,7 @@ def test_lifecycle_on_postgres_redis_celery(tmp_path):
             assert events[bad] == ["Requested", "Created", "Deployed", "Failed"]  # exactly once each
 
             # A person cancels a waiting job: Failed is sent, Seqera's run is cancelled, buckets go,
-            # and the run reports failed, never success (AIRFLOW-NOTES: cancelled runs ending success).
+            # and the run reports failed, never success (docs/airflow-behaviour.md: cancel and teardown).
             cancelled = cancel_job(client, stack, on_poll=alive)
             assert cancelled.state == "failed"
             name = JobNames(NAMESPACE, cancelled.job_id)

@@ -18,7 +18,7 @@ import yaml
 from hatchway.devstack.endpoints import SeqeraSimulator
 from hatchway.hooks.seqera import SeqeraHook
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "seqera-platform-api.yaml"
+SPEC = Path(__file__).resolve().parents[1] / "contracts" / "seqera-platform-api-1.187.yaml"
 WS = 1001
 
 

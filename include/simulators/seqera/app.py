@@ -1,6 +1,6 @@
 """FastAPI app of the Seqera Platform simulator.
 
-Spec routes (Seqera API 1.187, ``shared/specs/seqera-platform-api.yaml``):
+Spec routes (Seqera API 1.187, ``tests/contracts/seqera-platform-api-1.187.yaml``):
 ``GET /service-info``, ``GET /workflow``, ``GET /workflow/{workflowId}``,
 ``POST /workflow/launch``, ``POST /workflow/{workflowId}/cancel``. Answers carry only the
 fields the spec allows; a field that would be null is left out, because the spec declares

@@ -173,7 +173,7 @@ class GcsEmulator(Service):
         return requests.get(f"{self.url}/storage/v1/b?project={self.project}", timeout=2).status_code == 200
 
     def airflow_env(self) -> dict[str, str]:
-        # The google provider's GCSHook needs an anonymous connection with a project (EMULATOR-NOTES).
+        # The google provider's GCSHook needs an anonymous connection with a project (docs/airflow-behaviour.md).
         conn = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": self.project}}
         return {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(conn), "STORAGE_EMULATOR_HOST": self.url}
 

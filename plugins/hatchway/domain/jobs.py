@@ -183,7 +183,7 @@ class JobEvent(str, Enum):
         return self in (JobEvent.SUCCEEDED, JobEvent.FAILED)
 
 
-# The INTERVENE backend knows only these; the others are switchable (HATTIVATTI-NOTES).
+# The INTERVENE backend knows only these; the others are switchable (pyvatti's status model).
 BACKEND_EVENTS = frozenset({JobEvent.DEPLOYED, JobEvent.SUCCEEDED, JobEvent.FAILED})
 _ORDER = [JobEvent.REQUESTED, JobEvent.CREATED, JobEvent.DEPLOYED, JobEvent.SUCCEEDED]
 

@@ -59,7 +59,7 @@ def wes_state(*, dag_run_state: str | None, tasks: Mapping[str, str | None], can
     """One WES state from a DAG run's state, its task states and whether a cancel was asked.
 
     A cancel wins over everything the run reports afterwards: Airflow can end a run that was
-    marked failed as ``success`` once its teardowns pass (AIRFLOW-NOTES), and a cancelled run
+    marked failed as ``success`` once its teardowns pass (docs/airflow-behaviour.md), and a cancelled run
     must never read COMPLETE. It is CANCELING until the run and its teardowns have ended.
 
     :param dag_run_state: ``queued``, ``running``, ``success``, ``failed``, or None (no run yet).

@@ -6,7 +6,7 @@ through the same endpoint and token, subscribes to one shared :class:`WorkspaceP
 poller lists the workspace once per interval (``max``/``offset`` pages, narrowed by the run
 names' common prefix as ``search``, stopping once every waited-for name is seen) and hands
 each subscriber its run's latest record. All triggers of a process share one event loop
-(AIRFLOW-NOTES, "Waiting without workers"), so the registry is per loop and guarded by an
+(docs/airflow-behaviour.md, "Triggerer"), so the registry is per loop and guarded by an
 ``asyncio.Lock``; nothing here blocks the loop.
 
 A waiting trigger costs its coroutine, one subscription and one small dict entry; the HTTP
