@@ -161,3 +161,34 @@ def sim(seqera_simulator, monkeypatch):
 def seqera(sim, jobs):
     """The simulator beside Kafka and GCS, for the job lifecycle."""
     return sim
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by :func:`fail_after`, right after the real work of a step."""
+
+
+@pytest.fixture
+def fail_after(monkeypatch):
+    """``with fail_after(Owner, "method"):`` makes the method do its real work, then raise.
+
+    Right after the work is the worst moment for leaks: the resource exists and the task
+    failed. Fault injection lives here only (tests run tasks in-process through
+    ``dag.test()``); nothing of the production package can reach it.
+    """
+    import contextlib
+    import functools
+
+    @contextlib.contextmanager
+    def _fail(owner: type, method: str):
+        original = getattr(owner, method)
+
+        @functools.wraps(original)
+        def work_then_fail(*args, **kwargs):
+            original(*args, **kwargs)
+            raise InjectedFault(f"fault injected after {owner.__name__}.{method}")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(owner, method, work_then_fail)
+            yield
+
+    return _fail

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hatchway.faults import ENV
 from hatchway.workspace.inventory import inventory
+from hatchway.workspace.provision import Workspace
 from support import run_dag, task_states
 
 STEPS = ["plan", "ensure_network", "ensure_storage", "ensure_job_role", "ensure_compute_environment",
@@ -14,17 +14,17 @@ ALICE = {"workspace": "alice", "owner": "alice@example.org"}
 BUCKET = "hatchway-test-data"
 
 
-def test_every_provision_task_is_covered():
+def test_every_provision_task_is_covered(airflow_db):
     from support import _dagbag
 
     assert sorted(_dagbag().get_dag("workspace_provision").task_ids) == sorted(STEPS)
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_failed_provision_then_purge_leaves_no_tagged_resource(step, aws, airflow_db, monkeypatch):
+def test_failed_provision_then_purge_leaves_no_tagged_resource(step, aws, airflow_db, fail_after):
     assert run_dag("platform_bootstrap").state == "success"
-    monkeypatch.setenv(ENV, step)
-    failed = run_dag("workspace_provision", **ALICE)
+    with fail_after(Workspace, step):
+        failed = run_dag("workspace_provision", **ALICE)
     assert failed.state == "failed"
     assert task_states(failed)[step] == "failed"
     left = inventory(aws, "alice")
@@ -32,7 +32,6 @@ def test_failed_provision_then_purge_leaves_no_tagged_resource(step, aws, airflo
     if step != "plan":
         assert left or prefix, f"the fault after {step} should strike after something was made"
 
-    monkeypatch.delenv(ENV)
     purge = run_dag("workspace_teardown", workspace="alice", purge=True)
     assert purge.state == "success", task_states(purge)
     assert inventory(aws, "alice") == []
@@ -40,11 +39,10 @@ def test_failed_provision_then_purge_leaves_no_tagged_resource(step, aws, airflo
     assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=".hatchway/workspaces/alice").get("KeyCount", 0) == 0
 
 
-def test_failed_provision_converges_when_run_again(aws, airflow_db, monkeypatch):
+def test_failed_provision_converges_when_run_again(aws, airflow_db, fail_after):
     assert run_dag("platform_bootstrap").state == "success"
-    monkeypatch.setenv(ENV, "ensure_user")
-    assert run_dag("workspace_provision", **ALICE).state == "failed"
-    monkeypatch.delenv(ENV)
+    with fail_after(Workspace, "ensure_user"):
+        assert run_dag("workspace_provision", **ALICE).state == "failed"
     again = run_dag("workspace_provision", **ALICE)
     assert again.state == "success", task_states(again)
     assert len([r for r in inventory(aws, "alice") if r.kind == "vpc"]) == 1

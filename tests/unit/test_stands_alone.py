@@ -30,3 +30,12 @@ def test_every_contract_names_its_source_and_version():
         head = path.read_text().splitlines()[:3]
         assert head[0].startswith("# ") and re.search(r"\d+\.\d+", head[0]), path.name
         assert any("@" in line for line in head), f"{path.name}: no source commit in its header"
+
+
+def test_no_fault_injection_in_the_production_package():
+    """A worker's environment cannot make production tasks fail: the package has no hook for it."""
+    package = REPO / "plugins" / "hatchway"
+    hits = [f"{path.relative_to(REPO)}:{number}" for path in package.rglob("*.py")
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"FAIL_STEP|faults\.inject|import faults", line)]
+    assert not hits, hits

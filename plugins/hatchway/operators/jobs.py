@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from hatchway import faults
 from hatchway.operators.seqera import WaitForSeqeraOperator
 
 if TYPE_CHECKING:
@@ -61,7 +60,6 @@ class ResolveJobOperator(JobOperator):
         context["ti"].xcom_push(key="run_name", value=names.run_name)
         self.send(context, "Requested")
         self.send(context, "Created")
-        faults.inject(self.task_id)
         return {"run_name": names.run_name, "work_bucket": names.work_bucket,
                 "results_bucket": names.results_bucket, "release": names.release}
 
@@ -81,7 +79,6 @@ class SetupBucketsOperator(JobOperator):
         buckets = job_buckets(self.config, names, context["run_id"])
         try:
             made = buckets.create()
-            faults.inject(self.task_id)
         except Exception:
             buckets.delete_own([names.work_bucket, names.results_bucket])
             raise
@@ -106,7 +103,6 @@ class LaunchJobOperator(JobOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         launcher = self.launcher or self.config.launcher
         result = self._seqera(context) if launcher == "seqera" else self._helm(context)
-        faults.inject(self.task_id)
         self.send(context, "Deployed")
         return result
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from hatchway import faults
 from hatchway.operators.seqera import WaitForSeqeraOperator
 
 if TYPE_CHECKING:
@@ -51,7 +50,6 @@ class PrepareRunOperator(WesOperator):
 
     def execute(self, context: Any) -> dict[str, str]:
         conf = self.conf(context)
-        faults.inject(self.task_id)
         return {"engine_run_name": conf.engine_run_name, "work_dir": conf.work_dir, "outdir": conf.outdir,
                 "executing": conf.executing, "calling": conf.calling}
 
@@ -82,7 +80,6 @@ class LaunchWorkflowOperator(WesOperator):
                                       configText=nextflow_config(conf.context, role_arn))
         finally:
             hook.close()
-        faults.inject(self.task_id)
         self.log.info("WES run %s launched as Seqera run %r (%s) in workspace %s", conf.run_id,
                       conf.engine_run_name, workflow_id, conf.executing)
         return workflow_id
@@ -115,7 +112,6 @@ class HarvestOutputsOperator(WesOperator):
                                     executing_workspace=conf.executing, bucket=conf.bucket,
                                     finished_at=datetime.now(timezone.utc)),
                          aws_conn_id=self.settings.aws_conn_id)
-        faults.inject(self.task_id)
         self.log.info("harvested %d outputs into %s", len(result.item_ids), result.catalog_url)
         return result.catalog_url
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 
-from hatchway import faults
 
 if TYPE_CHECKING:
     # Imported where used: DAG files import this module, and parse time is a tracked figure.
@@ -54,9 +53,7 @@ class HatchwayAwsOperator(BaseOperator):
         return AwsClients.from_connection(self.config.aws_conn_id, self.config.region)
 
     def run_step(self, target: Any, step: str, **inputs: Any) -> Any:
-        result = getattr(target, step)(**inputs)
-        faults.inject(self.task_id)
-        return result
+        return getattr(target, step)(**inputs)
 
 
 class WorkspaceStepOperator(HatchwayAwsOperator):
@@ -161,7 +158,6 @@ class TeardownStepOperator(HatchwayAwsOperator):
         if self.step == "purge_resources":
             found = inventory(self.clients, request.workspace)
             deleted = delete_resources(self.clients, found)
-            faults.inject(self.task_id)
             return {"deleted": len(deleted), "kinds": sorted({r.kind for r in found})}
         record = read_record(self.clients, self.config, request.workspace)
         owner = record.owner if record else "unknown"
