@@ -269,3 +269,45 @@ def _dag_run_conf(dag_run_id: str) -> dict:
 def _task_states(dag_run_id: str) -> dict[str, str | None]:
     return AirflowRuns().view(dag_run_id).task_states
 
+
+
+# -- a door the deployment has not configured ------------------------------------------------
+def test_an_unconfigured_door_answers_503_naming_what_is_missing_and_401_without_a_token(
+        airflow_db, tmp_path, monkeypatch):
+    """The plugin's own dependency factory (Variable ``hatchway_config``, connection
+    ``hatchway_api``), not a test double: nothing missing may surface as a 500 with a trace."""
+    from hatchway.api.door import LazyDeps, deps_from_airflow
+
+    key = secrets.token_urlsafe(32)
+    settings = AuthSettings(audience="hatchway", hs256_key=key)
+    monkeypatch.delenv("AIRFLOW_VAR_HATCHWAY_CONFIG", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_HATCHWAY_API", raising=False)
+    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path}/door.db")
+    with ThreadedServer(create_app(LazyDeps(deps_from_airflow, ttl=0))) as server:
+        alice = callers(server.url, settings, "alice")["alice"]
+        runs = f"{server.url}/ga4gh/wes/v1/runs"
+
+        # Neither the connection nor the Variable: a token cannot be checked, so 503 naming both.
+        resp = alice.get("/runs")
+        assert resp.status_code == 503, resp.text
+        assert "hatchway_api" in resp.json()["msg"] and "hatchway_config" in resp.json()["msg"]
+        assert requests.get(runs, timeout=10).status_code == 401
+
+        # The connection is there, the Variable is not.
+        monkeypatch.setenv("AIRFLOW_CONN_HATCHWAY_API", json.dumps({"conn_type": "generic", "password": key,
+                                                                    "extra": {"audience": "hatchway"}}))
+        resp = alice.get("/runs")
+        assert resp.status_code == 503, resp.text
+        body = resp.json()
+        assert body["status_code"] == 503 and "hatchway_config" in body["msg"]
+        assert "hatchway_api" not in body["msg"] and key not in resp.text
+        assert resp.headers["retry-after"]
+        assert requests.get(runs, timeout=10).status_code == 401  # no token
+        forged = requests.get(runs, timeout=10, headers={"Authorization": f"Bearer {_forge(settings, aud='x')}"})
+        assert forged.status_code == 401  # a bad token is still refused as such
+        assert alice.run("hatchway://alice/hello").status_code == 503
+
+        # Configured now: the door comes up without a restart (failures are not cached).
+        monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CONFIG", json.dumps({"bucket": BUCKET}))
+        resp = alice.get("/runs")
+        assert resp.status_code == 200 and resp.json()["runs"] == []

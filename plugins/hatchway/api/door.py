@@ -108,19 +108,62 @@ class LazyDeps:
         return self._deps
 
 
+PLATFORM_VARIABLE = "hatchway_config"
+
+
+class DoorNotConfigured(Exception):
+    """The deployment lacks what the door needs (a Variable, a connection): answered 503.
+
+    :param missing: one public line per missing or unusable piece, naming it, never its value.
+    :param verifier: the token verifier when its connection is usable, so a caller's token is
+        still checked (401) before the door admits it is not configured.
+    """
+
+    def __init__(self, missing: list[str], verifier: TokenVerifier | None = None):
+        super().__init__("; ".join(missing))
+        self.missing, self.verifier = missing, verifier
+
+    @property
+    def public(self) -> str:
+        return "the front door is not configured: " + "; ".join(self.missing)
+
+
 def deps_from_airflow() -> DoorDeps:
     """The deployment's dependencies: store URL from ``HATCHWAY_DB_URL`` (SQLite in the Airflow
     home by default), token rules from connection ``hatchway_api``, the bucket from Variable
-    ``hatchway_config``."""
+    ``hatchway_config``.
+
+    :raises DoorNotConfigured: the connection or the Variable is missing or unusable (checked
+        before the store is opened, so an unconfigured door touches no database).
+    """
     from airflow.models.variable import Variable
 
-    from hatchway.api.auth import load_settings
+    from hatchway.api.auth import AuthConfigError, load_settings
     from hatchway.store import Store
 
+    missing: list[str] = []
+    verifier: TokenVerifier | None = None
+    try:
+        verifier = TokenVerifier(load_settings())
+    except AuthConfigError as exc:  # its message names the connection, never its password
+        missing.append(str(exc))
+    config: PlatformConfig | None = None
+    try:
+        raw = Variable.get(PLATFORM_VARIABLE)
+    except KeyError:
+        missing.append(f"Variable {PLATFORM_VARIABLE!r} does not exist (JSON with at least 'bucket')")
+    else:
+        try:
+            config = PlatformConfig.from_json(raw)
+        except ValidationError as exc:
+            missing.append(f"Variable {PLATFORM_VARIABLE!r} is not valid: {_first_error(exc)}")
+        except ValueError:
+            missing.append(f"Variable {PLATFORM_VARIABLE!r} is not valid JSON")
+    if missing or verifier is None or config is None:
+        raise DoorNotConfigured(missing, verifier)
     store = Store.from_env()
     store.migrate()
-    config = PlatformConfig.from_json(Variable.get("hatchway_config"))
-    return DoorDeps(store=store, verifier=TokenVerifier(load_settings()), runs=AirflowRuns(), platform=config)
+    return DoorDeps(store=store, verifier=verifier, runs=AirflowRuns(), platform=config)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -161,9 +204,18 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         return _error(500, "internal error; the server log has the details")
 
     def authenticate(request: Request) -> tuple[DoorDeps, Caller]:
-        d = lazy.get()
+        # A caller without credentials hears 401 whatever the door's state: whether the
+        # deployment is configured is told only to callers that present a token.
         try:
-            return d, d.verifier.verify(bearer_token(request.headers.get("authorization")))
+            token = bearer_token(request.headers.get("authorization"))
+            try:
+                d = lazy.get()
+            except DoorNotConfigured as exc:
+                if exc.verifier is not None:
+                    exc.verifier.verify(token)  # a bad token is still a 401
+                log.warning("front door: %s", exc.public)
+                raise DoorError(503, exc.public, {"Retry-After": "60"}) from None
+            return d, d.verifier.verify(token)
         except Unauthorized as exc:
             raise DoorError(401, exc.reason, {"WWW-Authenticate": 'Bearer realm="hatchway"'}) from None
 
@@ -503,4 +555,4 @@ def _run_record(conf: WesRunConf, request_body: dict[str, Any]):
                      created_at=now, updated_at=now)
 
 
-__all__ = ["DoorDeps", "LazyDeps", "create_app", "deps_from_airflow"]
+__all__ = ["DoorDeps", "DoorNotConfigured", "LazyDeps", "create_app", "deps_from_airflow"]
