@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,12 +21,28 @@ JOB_ID = re.compile(r"^INTP\d{1,20}$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 GENOMIC_SUFFIXES = (".vcf", ".pgen", ".pvar", ".psam", ".bim", ".bed", ".fam", ".zst", ".gz")
-# Which file of a target genome carries which suffix, per format.
+# Which file of a target genome carries which suffix, per format (within what pyvatti's
+# check_geno/pheno/variant_suffix allow: no zstd genotypes, VCFs only bgzipped).
 FORMAT_SUFFIXES = {
-    "pfile": {"geno": (".pgen", ".pgen.zst"), "variants": (".pvar", ".pvar.zst"), "pheno": (".psam",)},
+    "pfile": {"geno": (".pgen",), "variants": (".pvar", ".pvar.zst"), "pheno": (".psam",)},
     "bfile": {"geno": (".bed",), "variants": (".bim", ".bim.zst"), "pheno": (".fam",)},
-    "vcf": {"geno": (".vcf", ".vcf.gz"), "variants": (".vcf", ".vcf.gz"), "pheno": (".vcf", ".vcf.gz")},
+    "vcf": {"geno": (".vcf.gz",), "variants": (".vcf.gz",), "pheno": (".vcf.gz",)},
 }
+# pyvatti TargetGenome.check_format_and_filenames: the set of every suffix of the three files
+# (pathlib's, so a dot inside a name counts too) must be exactly one of these.
+FORMAT_EXTENSIONS = {
+    "pfile": ({".pvar", ".psam", ".pgen"}, {".pvar", ".zst", ".psam", ".pgen"}),
+    "bfile": ({".bed", ".bim", ".fam"}, {".bed", ".bim", ".zst", ".fam"}),
+    "vcf": ({".vcf"}, {".vcf", ".gz"}),
+}
+
+
+def _suffix_allowed(value: str, plain: tuple[str, ...], compressed: dict[str, tuple[str, ...]]) -> bool:
+    """pyvatti's ``match path.suffix``: a plain suffix, or a compression suffix after one of its formats."""
+    path = PurePosixPath(value)
+    if path.suffix in plain:
+        return True
+    return any(s in path.suffixes for s in compressed.get(path.suffix, ()))
 
 
 def _safe_file_name(value: str, what: str) -> str:
@@ -40,12 +57,13 @@ class _Strict(BaseModel):
 
 class GlobusFile(_Strict):
     filename: str
-    size: int = Field(gt=0, description="bytes; checked after the transfer")
+    size: int = Field(gt=0, description="bytes; checked after the transfer")  # pyvatti GlobusFile.size gt=0
 
     @field_validator("filename")
     @classmethod
     def _encrypted(cls, v: str) -> str:
         _safe_file_name(v, "filename")
+        # pyvatti GlobusFile.must_have_c4gh_suffix.
         if not v.endswith(".c4gh"):
             raise ValueError(f"filename {v!r} must end with .c4gh (inputs arrive Crypt4GH-encrypted)")
         return v
@@ -72,27 +90,73 @@ class GlobusDetails(_Strict):
 
 class TargetGenome(_Strict):
     sampleset: str = Field(min_length=1, max_length=64)
-    chrom: str | None = None
+    # pyvatti: coerce_numbers_to_str (the backend may send chrom 22 as a number).
+    chrom: str | None = Field(None, coerce_numbers_to_str=True)
     vcf_import_dosage: bool = False
     geno: str
     pheno: str
     variants: str
-    format: Literal["pfile", "bfile", "vcf"]
+    format: Literal["pfile", "bfile", "vcf"]  # pyvatti TargetFormat
 
     @field_validator("sampleset")
     @classmethod
     def _sampleset(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9_-]+$", v):
-            raise ValueError("sampleset may contain only letters, digits, '_' and '-'")
+        # pyvatti TargetGenome.check_sampleset_name: no '_' (pgsc_calc splits its file names on
+        # '_'), and not 'reference' (the calculator's own sampleset).
+        if "_" in v:
+            raise ValueError(f"sampleset {v!r} can't contain '_'")
+        if v == "reference":
+            raise ValueError("sampleset can't be 'reference' (the calculator's own reference panel)")
+        if not re.match(r"^[A-Za-z0-9-]+$", v):
+            raise ValueError("sampleset may contain only letters, digits and '-'")
         return v
 
     @field_validator("geno", "pheno", "variants")
     @classmethod
     def _plain(cls, v: str, info) -> str:
         _safe_file_name(v, info.field_name)
+        # pyvatti TargetGenome.check_file_suffix: the workflow reads decrypted files only.
         if v.endswith(".c4gh"):
             raise ValueError(f"{info.field_name} {v!r} names the decrypted file: drop the .c4gh suffix")
         return v
+
+    @field_validator("geno")
+    @classmethod
+    def _geno_suffix(cls, v: str) -> str:
+        # pyvatti TargetGenome.check_geno_suffix: .pgen, .bed or .vcf.gz.
+        if not _suffix_allowed(v, (".pgen", ".bed"), {".gz": (".vcf",)}):
+            raise ValueError(f"geno {v!r}: suffix {PurePosixPath(v).suffix!r} is not a supported genotype format "
+                             "(.pgen, .bed, .vcf.gz)")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_suffix(cls, v: str) -> str:
+        # pyvatti TargetGenome.check_variant_suffix: .pvar, .bim, zstd of those, .bim.gz or .vcf.gz.
+        if not _suffix_allowed(v, (".pvar", ".bim"), {".zst": (".pvar", ".bim"), ".gz": (".bim", ".vcf")}):
+            raise ValueError(f"variants {v!r}: suffix {PurePosixPath(v).suffix!r} is not a supported variant "
+                             "information format (.pvar, .bim, .pvar.zst, .bim.zst, .bim.gz, .vcf.gz)")
+        return v
+
+    @field_validator("pheno")
+    @classmethod
+    def _pheno_suffix(cls, v: str) -> str:
+        # pyvatti TargetGenome.check_pheno_suffix: .psam, .fam or .vcf.gz.
+        if not _suffix_allowed(v, (".psam", ".fam"), {".gz": (".vcf",)}):
+            raise ValueError(f"pheno {v!r}: suffix {PurePosixPath(v).suffix!r} is not a supported phenotype "
+                             "information format (.psam, .fam, .vcf.gz)")
+        return v
+
+    @model_validator(mode="after")
+    def _format_and_filenames(self) -> TargetGenome:
+        # pyvatti TargetGenome.check_format_and_filenames (runs before our per-field check below).
+        paths = [self.geno, self.pheno, self.variants]
+        extensions = {s for p in paths for s in PurePosixPath(p).suffixes}
+        if extensions not in FORMAT_EXTENSIONS[self.format]:
+            allowed = " or ".join(str(sorted(e)) for e in FORMAT_EXTENSIONS[self.format])
+            raise ValueError(f"format {self.format!r} does not fit the file names {paths}: their suffixes "
+                             f"{sorted(extensions)} must be exactly {allowed}")
+        return self
 
     @model_validator(mode="after")
     def _suffixes_match_format(self) -> TargetGenome:
@@ -107,8 +171,14 @@ class NxfParamsFile(_Strict):
     pgs_id: str | None = None
     pgp_id: str | None = None
     trait_efo: str | None = None
-    target_build: Literal["GRCh37", "GRCh38"]
-    format: Literal["json"] = "json"
+    target_build: Literal["GRCh37", "GRCh38"]  # pyvatti GenomeBuild
+    format: Literal["json"] = "json"  # pyvatti SamplesheetFormat
+
+    @field_validator("pgs_id", "pgp_id", "trait_efo", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v):
+        # pyvatti PGSParams.parse_pgs_requests: a blank id ("" or spaces) is no id.
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("pgs_id", "pgp_id", "trait_efo")
     @classmethod
@@ -119,6 +189,7 @@ class NxfParamsFile(_Strict):
 
     @model_validator(mode="after")
     def _one_score_source(self) -> NxfParamsFile:
+        # pyvatti PGSParams.check_calculation_requests.
         if not (self.pgs_id or self.pgp_id or self.trait_efo):
             raise ValueError("nxf_params_file needs at least one of pgs_id, pgp_id, trait_efo")
         return self
@@ -132,6 +203,7 @@ class PipelineParam(_Strict):
     @field_validator("id")
     @classmethod
     def _job_id(cls, v: str) -> str:
+        # pyvatti PGSJobParams.id: pattern "INTP.*" (here anchored, digits only: it names buckets).
         if not JOB_ID.match(v):
             raise ValueError(f"id {v!r} must match INTP followed by digits")
         return v
@@ -139,11 +211,14 @@ class PipelineParam(_Strict):
 
 class SecretKeyDetails(_Strict):
     secret_id: str
-    secret_id_version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    # pyvatti: coerce_numbers_to_str (a version may arrive as the number 1).
+    secret_id_version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+                                   coerce_numbers_to_str=True)
 
     @field_validator("secret_id")
     @classmethod
     def _uuid4(cls, v: str) -> str:
+        # pyvatti SecretKeyDetails.secret_id: UUID4 (here also with its hyphens).
         if not UUID4.match(v):
             raise ValueError("secret_id must be a UUID4")
         return v
