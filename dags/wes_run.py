@@ -41,7 +41,11 @@ starts the workflow on Seqera Platform in the executing workspace, `wait_for_wor
 in the triggerer, `harvest_outputs` writes STAC Items into the calling workspace's
 `processing-results/<run id>/` catalog. The teardowns always run, also after a failure or a
 cancel (`POST /runs/{id}/cancel` marks this run failed): `stop_workflow` cancels a live Seqera
-run, `clean_work` removes the run's area in the executing workspace.
+run, `clean_work` removes the run's area in the executing workspace, except when the harvest
+started and did not finish: then the outputs stay there (the task log and the WES run log name
+the `s3://` URL) and clearing `harvest_outputs` with its downstream finishes the job.
+The launch tags the run with the executing workspace's provisioned cost centre (none if the
+workspace has no record).
 """,
 ) as dag:
     prepare = PrepareRunOperator(task_id="prepare")

@@ -267,3 +267,21 @@ def test_schemas_not_held_locally_are_refused_not_downloaded(cold_validator):
                 "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/common.json",
                 "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/bands.json"):
         assert stac.local_schema_registry().get_or_retrieve(uri).value.contents
+
+
+def test_the_guarded_harvest_removes_its_marker_only_when_it_finished_and_the_clean_respects_it(bucket, aws):
+    from hatchway.domain.wes import harvest_marker_key, run_prefix
+    from hatchway.outputs.stac import clean_run_area, harvest_run
+
+    marker = harvest_marker_key("alice", RUN_ID)
+    bucket.put_object(Bucket=BUCKET, Key=marker, Body=b"an earlier harvest that died")
+    kept = clean_run_area(BUCKET, "alice", RUN_ID)
+    assert kept.removed == 0 and kept.kept_outputs == f"s3://{BUCKET}/{outputs_prefix('alice', RUN_ID)}"
+    assert set(snapshot(bucket, outputs_prefix("alice", RUN_ID))) == {outputs_prefix("alice", RUN_ID) + p
+                                                                      for p in OUTPUTS}
+    result = harvest_run(run_outputs(calling="bob"))
+    assert len(result.item_ids) == len(OUTPUTS) and marker not in snapshot(bucket, "alice/")
+    done = clean_run_area(BUCKET, "alice", RUN_ID)
+    assert done.kept_outputs is None and done.removed == len(OUTPUTS)
+    assert snapshot(bucket, run_prefix("alice", RUN_ID)) == {}
+    assert snapshot(bucket, "alice/runs/other-run/") == {"alice/runs/other-run/outputs/x.tsv": b"another run"}

@@ -13,6 +13,7 @@ from hatchway.domain.wes import (
     WesState,
     executing_context,
     nextflow_config,
+    with_cost_center,
     wes_state,
 )
 
@@ -84,11 +85,23 @@ def test_executing_context_uses_the_workspace_lifecycles_names():
                             owner="alice@example.org", run_id="r1", calling="bob")
     assert (own.namespace, own.job_role, own.job_queue, own.share_identifier) == (
         "hw-alice", "hw-alice-jobs", "hw-alice-queue", None)
-    assert own.tags == {"hatchway:workspace": "alice", "hatchway:owner": "alice@example.org", "cost": "alice",
+    # No cost centre known: no cost tag, never the workspace's name.
+    assert own.tags == {"hatchway:workspace": "alice", "hatchway:owner": "alice@example.org",
                         "hatchway:platform": "hw", "hatchway:wes-run": "r1", "hatchway:calling-workspace": "bob"}
+    costed = executing_context(prefix="hw", queue_mode="per_user", cost_tag_key="cost", executing="alice",
+                               owner="alice@example.org", run_id="r1", calling="bob", cost_center="cc-42")
+    assert costed.tags["cost"] == "cc-42"
     shared = executing_context(prefix="hw", queue_mode="shared", cost_tag_key="cost", executing="alice",
                                owner="alice@example.org", run_id="r1", calling="alice")
     assert shared.job_queue == "hw-shared-queue" and shared.share_identifier.startswith("alice")
+
+
+def test_the_cost_tag_is_the_provisioned_cost_centre_or_absent():
+    context = ExecutingContext(namespace="hw-a", job_role="hw-a-jobs", job_queue="hw-a-queue",
+                               tags={"hatchway:workspace": "alice", "cost": "alice"})
+    assert with_cost_center(context, "cost", "cc-42").tags == {"hatchway:workspace": "alice", "cost": "cc-42"}
+    assert with_cost_center(context, "cost", None).tags == {"hatchway:workspace": "alice"}
+    assert context.tags["cost"] == "alice"  # the original is not changed
 
 
 def test_nextflow_config_pins_role_queue_namespace_and_labels_with_quotes_escaped():

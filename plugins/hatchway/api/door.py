@@ -36,6 +36,7 @@ from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
 from hatchway.domain import access
 from hatchway.domain.workspace import PlatformConfig
 from hatchway.domain.wes import (
+    TASK_HARVEST,
     RunForm,
     WesRunConf,
     executing_context,
@@ -44,6 +45,7 @@ from hatchway.domain.wes import (
     catalog_url,
     dag_run_id,
     new_run_id,
+    outputs_prefix,
     wes_state,
 )
 
@@ -301,6 +303,11 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         run_log: dict[str, Any] = {"name": f"{record.workflow_name}@{record.workflow_version}",
                                    "system_logs": [f"executing workspace: {record.executing_workspace}",
                                                    f"airflow run: {record.dag_run_id}"]}
+        if view.task_states.get(TASK_HARVEST) == "failed":
+            # clean_work keeps a run's area when its harvest did not finish: say where.
+            run_log["system_logs"].append(
+                f"outputs kept at s3://{d.bucket}/{outputs_prefix(record.executing_workspace, record.run_id)}: "
+                f"the harvest did not finish; clearing {TASK_HARVEST} finishes it")
         if view.start_date:
             run_log["start_time"] = _iso(view.start_date)
         if view.end_date:

@@ -96,6 +96,13 @@ def outputs_prefix(executing: str, run_id: str) -> str:
     return f"{run_prefix(executing, run_id)}outputs/"
 
 
+def harvest_marker_key(executing: str, run_id: str) -> str:
+    """A key in the run's area that exists while its harvest has not finished: written before
+    the harvest starts, removed once the Items are written. The clean-up keeps the area while
+    it exists, so a failed or killed harvest never loses the only copy of the outputs."""
+    return f"{run_prefix(executing, run_id)}.harvest-pending"
+
+
 def catalog_prefix(calling: str, run_id: str) -> str:
     """Where a run's STAC catalog and copied outputs go, under the calling workspace's prefix."""
     return f"{calling}/processing-results/{run_id}/"
@@ -281,22 +288,44 @@ class WesSettings(BaseModel):
 
 
 def executing_context(*, prefix: str, queue_mode: str, cost_tag_key: str, executing: str, owner: str,
-                      run_id: str, calling: str) -> ExecutingContext:
+                      run_id: str, calling: str, cost_center: str | None = None) -> ExecutingContext:
     """The executing workspace's namespace, job role, queue and tags for one run.
 
     The names are the workspace lifecycle's own (:class:`WorkspaceNames`), so a run lands in
-    what ``workspace_provision`` made for that workspace.
+    what ``workspace_provision`` made for that workspace. The cost tag is the executing
+    workspace's provisioned cost centre (:func:`with_cost_center`), never its name: the
+    door does not know it, the launch reads it from the workspace record.
+
+    :param cost_center: the executing workspace's provisioned cost centre; None: no cost tag.
     """
     from hatchway.domain.names import PlatformNames, WorkspaceNames
     from hatchway.domain.workspace import TAG_OWNER, TAG_PLATFORM, TAG_WORKSPACE
 
     names = WorkspaceNames(prefix, executing)
     shared = queue_mode == "shared"
-    tags = {TAG_WORKSPACE: executing, TAG_OWNER: owner[:256], cost_tag_key: executing, TAG_PLATFORM: prefix,
+    tags = {TAG_WORKSPACE: executing, TAG_OWNER: owner[:256], TAG_PLATFORM: prefix,
             "hatchway:wes-run": run_id, "hatchway:calling-workspace": calling}
-    return ExecutingContext(namespace=names.namespace, job_role=names.job_role,
-                            job_queue=PlatformNames(prefix).shared_job_queue if shared else names.job_queue,
-                            share_identifier=names.share_identifier if shared else None, tags=tags)
+    context = ExecutingContext(namespace=names.namespace, job_role=names.job_role,
+                               job_queue=PlatformNames(prefix).shared_job_queue if shared else names.job_queue,
+                               share_identifier=names.share_identifier if shared else None, tags=tags)
+    return with_cost_center(context, cost_tag_key, cost_center)
+
+
+def with_cost_center(context: ExecutingContext, cost_tag_key: str, cost_center: str | None) -> ExecutingContext:
+    """The context with its cost tag set to ``cost_center``, or without one when None.
+
+    The executing workspace pays: the run's jobs use its compute, role and queue, so they carry
+    the cost centre that workspace was provisioned with (the same tag as its other resources).
+    The calling workspace is on every job as ``hatchway:calling-workspace`` for chargeback.
+    A workspace with no record (never provisioned) gets no cost tag rather than a made-up one.
+
+    :param cost_tag_key: the platform's cost-allocation tag key (``cost_tag_key``).
+    :param cost_center: the executing workspace record's ``cost_center``; None: no record.
+    """
+    tags = {k: v for k, v in context.tags.items() if k != cost_tag_key}
+    if cost_center:
+        tags[cost_tag_key] = cost_center
+    return context.model_copy(update={"tags": tags})
 
 
 def nextflow_config(context: ExecutingContext, role_arn: str) -> str:

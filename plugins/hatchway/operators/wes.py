@@ -73,16 +73,37 @@ class LaunchWorkflowOperator(WesOperator):
         account = AwsBaseHook(aws_conn_id=self.settings.aws_conn_id, client_type="sts").get_conn() \
             .get_caller_identity()["Account"]
         role_arn = f"arn:aws:iam::{account}:role{IAM_PATH}{conf.context.job_role}"
+        run_context = self.costed_context(conf)
         hook = SeqeraHook(self.settings.seqera_conn_id)
         try:
             workflow_id = hook.launch(conf.engine_run_name, pipeline, revision, conf.launch_params(), conf.work_dir,
                                       workspace_id=self.settings.seqera_workspace_id,
-                                      configText=nextflow_config(conf.context, role_arn))
+                                      configText=nextflow_config(run_context, role_arn))
         finally:
             hook.close()
         self.log.info("WES run %s launched as Seqera run %r (%s) in workspace %s", conf.run_id,
                       conf.engine_run_name, workflow_id, conf.executing)
         return workflow_id
+
+    def costed_context(self, conf: WesRunConf):
+        """The run's context with the executing workspace's provisioned cost centre as its cost tag.
+
+        Read here, on a worker, from the workspace record (``workspace_provision`` writes it):
+        the door has no AWS access of its own. No record: no cost tag, never the workspace name.
+        """
+        from hatchway.domain.wes import with_cost_center
+        from hatchway.operators.workspace import load_config
+        from hatchway.workspace.clients import AwsClients
+        from hatchway.workspace.provision import read_record
+
+        config = load_config()
+        record = read_record(AwsClients.from_connection(self.settings.aws_conn_id, config.region), config,
+                             conf.executing)
+        cost_center = record.cost_center if record else None
+        if cost_center is None:
+            self.log.warning("workspace %s has no record: run %s carries no %s tag", conf.executing, conf.run_id,
+                             config.cost_tag_key)
+        return with_cost_center(conf.context, config.cost_tag_key, cost_center)
 
 
 class WaitForWorkflowOperator(WaitForSeqeraOperator):
@@ -99,19 +120,23 @@ class WaitForWorkflowOperator(WaitForSeqeraOperator):
 
 
 class HarvestOutputsOperator(WesOperator):
-    """Harvest the outputs as STAC Items into the calling workspace's catalog."""
+    """Harvest the outputs as STAC Items into the calling workspace's catalog.
+
+    Guarded (:func:`hatchway.outputs.stac.harvest_run`): until it finishes, ``clean_work``
+    keeps the outputs, so clearing this task (with its downstream teardowns) finishes the job.
+    """
 
     def execute(self, context: Any) -> str:
         from datetime import datetime, timezone
 
-        from hatchway.outputs.stac import RunOutputs, harvest
+        from hatchway.outputs.stac import RunOutputs, harvest_run
 
         conf = self.conf(context)
-        result = harvest(RunOutputs(run_id=conf.run_id, workflow_name=conf.workflow.name,
-                                    workflow_version=conf.workflow.version, calling_workspace=conf.calling,
-                                    executing_workspace=conf.executing, bucket=conf.bucket,
-                                    finished_at=datetime.now(timezone.utc)),
-                         aws_conn_id=self.settings.aws_conn_id)
+        result = harvest_run(RunOutputs(run_id=conf.run_id, workflow_name=conf.workflow.name,
+                                        workflow_version=conf.workflow.version, calling_workspace=conf.calling,
+                                        executing_workspace=conf.executing, bucket=conf.bucket,
+                                        finished_at=datetime.now(timezone.utc)),
+                             aws_conn_id=self.settings.aws_conn_id)
         self.log.info("harvested %d outputs into %s", len(result.item_ids), result.catalog_url)
         return result.catalog_url
 
@@ -130,17 +155,21 @@ class StopWorkflowOperator(WesOperator):
 class CleanWorkOperator(WesOperator):
     """Teardown: delete the run's whole area in the executing workspace (work dir and raw outputs).
 
-    Outputs worth keeping were copied into the calling workspace's catalog by the harvest;
-    whatever happened, nothing else of the run stays behind.
+    Outputs worth keeping were copied into the calling workspace's catalog by the harvest. If
+    the harvest started and did not finish, the area is kept (the outputs may be the only
+    copy) and the log names where they are; clearing ``harvest_outputs`` with its downstream
+    finishes the harvest, and this task then removes the area.
     """
 
-    def execute(self, context: Any) -> int:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.outputs.stac import clean_run_area
 
         conf = self.conf(context)
-        hook = S3Hook(aws_conn_id=self.settings.aws_conn_id)
-        keys = hook.list_keys(bucket_name=conf.bucket, prefix=conf.run_prefix) or []
-        for start in range(0, len(keys), 1000):
-            hook.delete_objects(bucket=conf.bucket, keys=keys[start:start + 1000])
-        self.log.info("removed %d objects under s3://%s/%s", len(keys), conf.bucket, conf.run_prefix)
-        return len(keys)
+        done = clean_run_area(conf.bucket, conf.executing, conf.run_id, aws_conn_id=self.settings.aws_conn_id)
+        if done.kept_outputs:
+            self.log.warning("harvest of run %s did not finish: outputs kept at %s (clear %s to finish it; "
+                             "this task then removes s3://%s/%s)", conf.run_id, done.kept_outputs,
+                             "harvest_outputs", conf.bucket, conf.run_prefix)
+        else:
+            self.log.info("removed %d objects under s3://%s/%s", done.removed, conf.bucket, conf.run_prefix)
+        return {"removed": done.removed, "kept_outputs": done.kept_outputs}

@@ -28,7 +28,7 @@ import pystac
 from pystac.extensions.file import FileExtension
 
 from hatchway.domain.names import check_s3_bucket, check_workspace_name
-from hatchway.domain.wes import catalog_prefix, outputs_prefix
+from hatchway.domain.wes import catalog_prefix, harvest_marker_key, outputs_prefix, run_prefix
 
 CATALOG_FILE = "catalog.json"
 DATA_ASSET = "data"
@@ -251,6 +251,60 @@ def harvest(run: RunOutputs, *, aws_conn_id: str = "aws_default") -> HarvestResu
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return _Harvest(S3Hook(aws_conn_id=aws_conn_id).get_conn(), run).run()
+
+
+def harvest_run(run: RunOutputs, *, aws_conn_id: str = "aws_default") -> HarvestResult:
+    """:func:`harvest`, guarded so that a harvest that does not finish keeps the outputs.
+
+    The run's harvest marker (:func:`hatchway.domain.wes.harvest_marker_key`) is written in
+    the executing workspace's run area before anything else and removed only after the
+    catalog is complete; :func:`clean_run_area` keeps the area while it is there. Running this
+    again (a retry, a cleared task, a re-triggered run) writes the same Items and then lets the
+    clean-up remove the area.
+
+    :param run: the finished run.
+    :param aws_conn_id: the Airflow AWS connection.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
+    marker = harvest_marker_key(run.executing_workspace, run.run_id)
+    client.put_object(Bucket=run.bucket, Key=marker, Body=b"harvest started; outputs kept until it finishes\n")
+    result = _Harvest(client, run).run()
+    client.delete_object(Bucket=run.bucket, Key=marker)
+    return result
+
+
+@dataclass(frozen=True)
+class AreaCleanup:
+    """What :func:`clean_run_area` did.
+
+    :param removed: objects deleted from the run's area.
+    :param kept_outputs: ``s3://`` URL of the outputs left in place because their harvest did
+        not finish; None when the area was removed.
+    """
+
+    removed: int
+    kept_outputs: str | None = None
+
+
+def clean_run_area(bucket: str, executing: str, run_id: str, *, aws_conn_id: str = "aws_default") -> AreaCleanup:
+    """Remove a run's area in the executing workspace (work dir and raw outputs), unless its
+    harvest started and did not finish: then nothing is deleted and the outputs' URL returned.
+
+    A run that never reached its harvest (the workflow failed, a cancel) has no marker, and
+    its area is removed as before.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=aws_conn_id)
+    marker = harvest_marker_key(executing, run_id)
+    if hook.check_for_key(marker, bucket_name=bucket):
+        return AreaCleanup(removed=0, kept_outputs=f"s3://{bucket}/{outputs_prefix(executing, run_id)}")
+    keys = hook.list_keys(bucket_name=bucket, prefix=run_prefix(executing, run_id)) or []
+    for start in range(0, len(keys), 1000):
+        hook.delete_objects(bucket=bucket, keys=keys[start:start + 1000])
+    return AreaCleanup(removed=len(keys))
 
 
 class _Harvest:

@@ -1,0 +1,132 @@
+"""wes_run through the real DAG (dag.test), against moto over HTTP and the Seqera simulator:
+the launch's cost tag, and a harvest that does not finish keeping the run's outputs.
+
+The door is not in the way here: the conf is the one the door builds (``executing_context``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hatchway.domain.names import WorkspaceNames
+from hatchway.domain.wes import (WesRunConf, WorkflowRef, catalog_prefix, executing_context, harvest_marker_key,
+                                 new_run_id, outputs_prefix, run_prefix)
+from hatchway.domain.workspace import QueueMode, WorkspaceRecord, utcnow
+from hatchway.outputs import stac
+from support import run_dag, task_states, xcom_values
+
+BUCKET = "hatchway-test-data"  # TEST_CONFIG["bucket"]
+COST_KEY = "hatchway:cost-center"  # TEST_CONFIG's default cost_tag_key
+OUTPUTS = {"scores/aggregated_scores.tsv": "sampleset\tIID\tSUM\ndemo\tS1\t0.42\n",
+           "report.html": "<html><body>report</body></html>\n"}
+
+
+@pytest.fixture
+def wes(aws, sim, moto_server, airflow_db, monkeypatch):
+    """The platform bucket on moto; succeeding simulator runs publish their outputs there."""
+    aws.s3.create_bucket(Bucket=BUCKET)
+    sim.configure(outputs_endpoint_url=moto_server.url)
+    monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_WES_CONFIG", json.dumps(
+        {"poll_interval_seconds": 1, "timeout_seconds": 30, "deployed_timeout_seconds": 60}))
+    return aws
+
+
+def provision_record(s3, workspace: str, cost_center: str) -> None:
+    """A workspace record as ``workspace_provision`` writes it (the launch only reads it)."""
+    now = utcnow()
+    record = WorkspaceRecord(workspace=workspace, owner=f"{workspace}@example.org", cost_center=cost_center,
+                             queue_mode=QueueMode("per_user"), created_at=now, last_active_at=now)
+    s3.put_object(Bucket=BUCKET, Key=WorkspaceNames("hatchway", workspace).record_key,
+                  Body=record.model_dump_json().encode())
+
+
+def wes_conf(executing: str = "alice", calling: str = "alice") -> WesRunConf:
+    run_id = new_run_id()
+    context = executing_context(prefix="hatchway", queue_mode="per_user", cost_tag_key=COST_KEY,
+                                executing=executing, owner=f"{executing}@example.org", run_id=run_id,
+                                calling=calling)
+    return WesRunConf(run_id=run_id, calling=calling, deploying=executing, executing=executing, bucket=BUCKET,
+                      workflow=WorkflowRef(name="hello", version="1", engine="NFL",
+                                           git_url="https://github.com/nextflow-io/hello", git_ref="master"),
+                      context=context)
+
+
+def run_wes(conf: WesRunConf):
+    return run_dag("wes_run", **conf.model_dump(mode="json"))
+
+
+def launch_config(sim, conf: WesRunConf) -> list[str]:
+    return [json.loads(r["body"])["launch"]["configText"] for r in sim.requests()
+            if r["route"] == "POST /workflow/launch" and conf.engine_run_name in (r["body"] or "")]
+
+
+def keys(s3, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+# -- cost identity --------------------------------------------------------------------------
+def test_a_run_is_tagged_with_the_executing_workspaces_provisioned_cost_centre(wes, sim):
+    provision_record(wes.s3, "alice", cost_center="cc-42")
+    conf = wes_conf(executing="alice", calling="bob")
+    sim.set_course(conf.engine_run_name, "succeed", after=1)
+    run = run_wes(conf)
+    assert run.state == "success", task_states(run)
+
+    [config] = launch_config(sim, conf)
+    assert f"'{COST_KEY}': 'cc-42'" in config
+    assert f"'{COST_KEY}': 'alice'" not in config and f"'{COST_KEY}': 'bob'" not in config
+    assert "'hatchway:calling-workspace': 'bob'" in config  # the caller is on every job, for chargeback
+
+
+def test_a_workspace_without_a_record_gets_no_cost_tag_never_its_name(wes, sim):
+    conf = wes_conf(executing="carol")
+    assert COST_KEY not in conf.context.tags  # the door does not invent one either
+    sim.set_course(conf.engine_run_name, "succeed", after=1)
+    assert run_wes(conf).state == "success"
+    [config] = launch_config(sim, conf)
+    assert COST_KEY not in config and "'hatchway:workspace': 'carol'" in config
+
+
+# -- a harvest that does not finish ---------------------------------------------------------
+def test_a_failed_harvest_keeps_the_outputs_and_a_second_harvest_finishes_and_cleans(wes, sim, fail_after):
+    s3 = wes.s3
+    conf = wes_conf(executing="alice", calling="bob")
+    sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS)
+    outputs = outputs_prefix("alice", conf.run_id)
+    catalog = catalog_prefix("bob", conf.run_id)
+
+    # The harvest copies one output for real, then fails: it did not finish.
+    with fail_after(stac._Harvest, "_item"):
+        first = run_wes(conf)
+    states = task_states(first)
+    assert first.state == "failed", states
+    assert states["harvest_outputs"] == "failed" and states["clean_work"] == "success"
+    assert keys(s3, outputs) == sorted(outputs + path for path in OUTPUTS)  # the only copy is kept
+    assert f"{catalog}catalog.json" not in keys(s3, catalog)
+    kept = xcom_values(first)["clean_work:return_value"]
+    assert kept == {"removed": 0, "kept_outputs": f"s3://{BUCKET}/{outputs}"}
+    assert harvest_marker_key("alice", conf.run_id) in keys(s3, run_prefix("alice", conf.run_id))
+
+    # Running it again (the Seqera launch is an ensure: the finished run is found) converges:
+    # the Items are written once, then the area is removed.
+    second = run_wes(conf)
+    assert second.state == "success", task_states(second)
+    assert len([r for r in sim.runs() if r["runName"] == conf.engine_run_name]) == 1
+    written = keys(s3, catalog)
+    assert f"{catalog}catalog.json" in written
+    assert len(written) == 1 + 2 * len(OUTPUTS)  # catalog, one item and one copy per output, nothing stale
+    assert keys(s3, run_prefix("alice", conf.run_id)) == []
+    assert xcom_values(second)["clean_work:return_value"]["kept_outputs"] is None
+
+
+def test_a_run_whose_workflow_failed_leaves_nothing_behind(wes, sim):
+    """No harvest started, so nothing is kept: the clean-up removes the area as before."""
+    conf = wes_conf()
+    sim.set_course(conf.engine_run_name, "fail", after=1, exit_status=12)
+    wes.s3.put_object(Bucket=BUCKET, Key=f"{conf.run_prefix}work/ab/cd/.command.log", Body=b"log")
+    run = run_wes(conf)
+    assert run.state == "failed"
+    assert keys(wes.s3, conf.run_prefix) == []
