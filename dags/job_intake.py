@@ -22,7 +22,8 @@ with DAG(
 ### Job intake
 Runs continuously, one round at a time: consumes the intake topic (`pipeline-launch`) with the
 apache-kafka provider's consumer hook, validates each request, sends what is invalid to the
-dead-letter topic with the reason (and a Failed status when the job id can be read), starts
+dead-letter topic with the reason (and a Failed status when the job id can be read and that
+job has no `job_run` run yet: a damaged copy of a job with a run is only dead-lettered), starts
 one `job_run` per valid job with the run id `job__<job id>` (a duplicate or a redelivery
 finds its run and starts nothing), and commits offsets only after that. A burst is drained
 in batches within one round, so no message waits for a later one.

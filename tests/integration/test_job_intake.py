@@ -63,3 +63,23 @@ def test_invalid_messages_go_to_the_dead_letter_with_reason_and_original_bytes(j
     failed = [s for s in jobs.statuses(expect=3) if s["event"] == "Failed"]
     assert sorted(s["run_name"] for s in failed) == ["hwtest-intp00000000031", "hwtest-intp00000000032"]
     assert all(s["trace_name"].startswith("invalid request") and s["trace_exit"] is None for s in failed)
+
+
+def test_an_invalid_copy_of_a_job_that_has_its_run_is_dead_lettered_without_a_failed_status(jobs, airflow_db):
+    jobs.produce([request(41)])
+    assert drain()["triggered"] == ["INTP00000000041"]
+    # A redelivered copy, damaged on the way, of the job whose run is live; and a bad job without a run.
+    damaged, never_ran = request(41), request(42)
+    for body in (damaged, never_ran):
+        body["pipeline_param"]["target_genomes"][0]["sampleset"] = "has_underscore"
+    jobs.produce([damaged, never_ran])
+    summary = drain()
+    assert summary["dead_lettered"] == 2 and summary["triggered"] == [] and summary["duplicates"] == []
+
+    letters = {m.key(): m for m in jobs.read("dead_letter_topic", expect=2)}
+    assert set(letters) == {b"INTP00000000041", b"INTP00000000042"}
+    assert "can't contain '_'" in dict(letters[b"INTP00000000041"].headers())["hatchway-error"].decode()
+    statuses = jobs.statuses(expect=1)
+    assert [s["run_name"] for s in statuses if s["event"] == "Failed"] == ["hwtest-intp00000000042"]
+    assert not [s for s in statuses if s["run_name"] == "hwtest-intp00000000041"]
+    assert list(job_runs()).count("job__intp00000000041") == 1

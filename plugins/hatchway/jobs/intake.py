@@ -24,6 +24,8 @@ JOB_RUN_DAG = "job_run"
 
 # trigger(dag_id, run_id, conf) -> True if it made the run, False if the run already existed.
 Trigger = Callable[[str, str, dict], bool]
+# run_exists(dag_id, run_id) -> whether that run is there (in any state).
+RunExists = Callable[[str, str], bool]
 
 
 class InvalidRequest(ValueError):
@@ -79,13 +81,17 @@ class IntakeDrainer:
     :param consumer: a subscribed confluent-kafka consumer (``enable.auto.commit`` off).
     :param producer: producer for dead letters and status messages.
     :param trigger: makes a ``job_run`` run (see :data:`Trigger`).
+    :param run_exists: whether a ``job_run`` run is there (see :data:`RunExists`; default: ask
+        Airflow from the running task).
     """
 
-    def __init__(self, config: JobPlatformConfig, consumer, producer, trigger: Trigger):
+    def __init__(self, config: JobPlatformConfig, consumer, producer, trigger: Trigger,
+                 run_exists: RunExists | None = None):
         self.config = config
         self.consumer = consumer
         self.producer = producer
         self.trigger = trigger
+        self.run_exists = run_exists or run_exists_in_task
         self.status = StatusSender(config, producer)
 
     def drain(self, max_messages: int = 1000, max_seconds: float = 30.0, idle_seconds: float = 3.0) -> DrainSummary:
@@ -147,8 +153,14 @@ class IntakeDrainer:
         log.warning("dead-lettered %s/%s/%s: %s", message.topic(), message.partition(), message.offset(),
                     bad.reason[:500])
         if bad.job_id:
-            run_name = JobNames(self.config.namespace, bad.job_id).run_name
-            self.status.send(run_name, JobEvent.FAILED, trace_name=f"invalid request: {bad.reason[:200]}")
+            names = JobNames(self.config.namespace, bad.job_id)
+            if self.run_exists(JOB_RUN_DAG, names.dag_run_id):
+                # A damaged redelivery of a job that already has its run: that run speaks for the
+                # job, and a Failed here would contradict it (or come after its Succeeded).
+                log.warning("job %s has run %s: its invalid copy is only dead-lettered, no Failed sent",
+                            bad.job_id, names.dag_run_id)
+                return
+            self.status.send(names.run_name, JobEvent.FAILED, trace_name=f"invalid request: {bad.reason[:200]}")
 
 
 def trigger_in_task(dag_id: str, run_id: str, conf: dict) -> bool:
@@ -166,3 +178,10 @@ def trigger_in_task(dag_id: str, run_id: str, conf: dict) -> bool:
             return False
         raise RuntimeError(f"could not trigger {dag_id}/{run_id}: {answer.error} {answer.detail}")
     return True
+
+
+def run_exists_in_task(dag_id: str, run_id: str) -> bool:
+    """Whether ``dag_id`` has the run ``run_id`` (any state), asked from inside a running task."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    return RuntimeTaskInstance.get_dr_count(dag_id=dag_id, run_ids=[run_id]) > 0
