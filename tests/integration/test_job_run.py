@@ -3,6 +3,8 @@ the Seqera simulator: every outcome sends its status messages and leaves no buck
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -113,18 +115,26 @@ def test_launch_reuses_a_live_run_of_the_same_name(jobs, seqera, gcs, airflow_db
     assert len([r for r in seqera.runs() if r["runName"] == names.run_name]) == 1
 
 
-def test_helm_launcher_without_a_cluster_lints_and_dry_runs_then_fails_unstarted(jobs, seqera, gcs, airflow_db):
-    jobs.set(launcher="helm", timeout_seconds=3,
+def test_helm_launcher_without_a_cluster_fails_at_launch_naming_the_connection(jobs, seqera, gcs, airflow_db,
+                                                                               monkeypatch, capfd):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    # A long not-started timeout: the run must end at launch, not by waiting it out.
+    jobs.set(launcher="helm", timeout_seconds=3600,
              helm={"seqera_secret_name": "seqera-credentials", "globus_base_url": "https://g-1.data.globus.org",
                    "key_handler_url": "https://keys.example.org/key"})
     body, names = _job(109)
+    started = time.monotonic()
     run = run_dag("job_run", **body)
+    assert time.monotonic() - started < 120
     assert run.state == "failed"
-    from support import xcom_values
-
-    launched = xcom_values(run)["launch:return_value"]
-    assert launched["launcher"] == "helm" and launched["installed"] is False and launched["objects"] >= 2
-    assert [e["event"] for e in _events(jobs, names, 4)] == ["Requested", "Created", "Deployed", "Failed"]
+    states = task_states(run)
+    assert states["launch"] == "failed" and states["wait_for_seqera"] == "upstream_failed", states
+    events = _events(jobs, names, 3)
+    assert [e["event"] for e in events] == ["Requested", "Created", "Failed"]
+    assert "launch" in events[-1]["trace_name"]
+    out, err = capfd.readouterr()
+    refusal = [line for line in (out + err).splitlines() if "no Kubernetes cluster" in line]
+    assert refusal and "kubernetes_conn_id" in refusal[0] and "KUBECONFIG" in refusal[0]
     assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None
 
 

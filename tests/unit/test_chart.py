@@ -289,3 +289,12 @@ def test_cluster_comes_from_a_kubernetes_connection(tmp_path, monkeypatch, value
     assert hook.has_cluster() is True
     with pytest.raises(HelmHookError, match=f"helm uninstall of .* failed: .*{server}"):
         hook.uninstall(names.release, NAMESPACE)
+
+
+def test_require_cluster_names_what_it_looked_for(monkeypatch):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    with pytest.raises(HelmClusterNotConfigured, match=r"kubernetes_conn_id is not set .* KUBECONFIG is not set"):
+        HelmHook().require_cluster()
+    monkeypatch.setenv("AIRFLOW_CONN_EMPTY_CLUSTER", json.dumps({"conn_type": "kubernetes", "extra": {}}))
+    with pytest.raises(HelmClusterNotConfigured, match="connection 'empty_cluster' names no cluster"):
+        HelmHook(kubernetes_conn_id="empty_cluster").require_cluster()

@@ -144,6 +144,18 @@ class HelmHook(BaseHook):
             return {} if os.pathsep in kubeconfig else {"kubeconfig_path": kubeconfig}
         return None
 
+    def require_cluster(self) -> None:
+        """Fail unless install and uninstall can run.
+
+        :raises HelmClusterNotConfigured: naming what was looked for (the connection id, or
+            ``KUBECONFIG`` when no connection is set) and why it is not usable.
+        """
+        if self._cluster_options() is None:
+            raise HelmClusterNotConfigured(
+                "no Kubernetes cluster configured for the helm launcher: kubernetes_conn_id is not set in "
+                "hatchway_jobs_config and KUBECONFIG is not set in the worker's environment; set one of them "
+                "(a kubernetes connection with kube_config_path, kube_config or in_cluster)")
+
     def has_cluster(self) -> bool:
         """Whether install and uninstall can run (a connection or ``KUBECONFIG`` is configured)."""
         try:

@@ -1,7 +1,9 @@
 """The ``helm`` launcher: the nextflow-job chart, installed with the Helm SDK.
 
-With no cluster configured, it runs the SDK as far as it can (lint and a client-side
-dry-run install) and says so; the run then fails at the not-started timeout.
+With no cluster configured the launch fails at once, naming the connection id (or
+``KUBECONFIG``) it looked for: a dry run would start nothing, and the run would otherwise
+report Deployed and then wait out the not-started timeout. The chart is still linted first,
+so a broken chart is reported as such.
 """
 
 from __future__ import annotations
@@ -25,10 +27,6 @@ def chart_settings(config: JobPlatformConfig) -> ChartSettings:
 def install_release(hook, config: JobPlatformConfig, request: JobRequest, names: JobNames) -> dict[str, Any]:
     values = build_values(request, chart_settings(config))
     hook.lint(CHART, values, namespace=config.namespace)
-    if not hook.has_cluster():
-        objects = hook.dry_run_install(CHART, values, names.release, config.namespace)
-        log.warning("no Kubernetes cluster configured: release %s checked with a client-side dry run "
-                    "(%d objects), not installed", names.release, len(objects))
-        return {"launcher": "helm", "release": names.release, "installed": False, "objects": len(objects)}
+    hook.require_cluster()
     status = hook.install(CHART, values, names.release, config.namespace)
     return {"launcher": "helm", "release": names.release, "installed": True, "status": status.get("status")}

@@ -120,11 +120,18 @@ class LaunchJobOperator(JobOperator):
         return {"launcher": "seqera", "workflow_id": workflow_id}
 
     def _helm(self, context: Any) -> dict[str, Any]:
-        from hatchway.hooks.helm import HelmHook
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from hatchway.hooks.helm import HelmClusterNotConfigured, HelmHook
         from hatchway.jobs.helm_launch import install_release
 
-        return install_release(HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id), self.config,
-                               self.request(context), self.names(context))
+        try:
+            return install_release(HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id), self.config,
+                                   self.request(context), self.names(context))
+        except HelmClusterNotConfigured as exc:
+            # A missing cluster is configuration, not a blip: a retry cannot help.
+            self.log.error("%s", exc)
+            raise AirflowFailException(str(exc)) from exc
 
 
 class WaitForJobOperator(WaitForSeqeraOperator):
@@ -186,7 +193,11 @@ class StopLaunchOperator(JobOperator):
         if launcher == "helm":
             from hatchway.hooks.helm import HelmHook
 
-            HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id).uninstall(names.release, self.config.namespace)
+            hook = HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id)
+            if not hook.has_cluster():
+                # launch refuses to run without a cluster, so no release can exist.
+                return {"uninstalled": None, "reason": "no Kubernetes cluster configured: nothing was installed"}
+            hook.uninstall(names.release, self.config.namespace)
             return {"uninstalled": names.release}
         from hatchway.operators.seqera import cancel_seqera_run
 
