@@ -27,6 +27,7 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=MAX_CONCURRENT_JOBS,
+    dagrun_timeout=__import__("hatchway.jobs.stuck", fromlist=["_"]).run_timeout(),  # see run_reaper
     default_args=DEFAULT_ARGS,
     tags=["hatchway", "jobs", "intervene"],
     params={

@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS
+from hatchway.jobs.stuck import run_timeout
 from hatchway.domain.wes import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_WAIT, WES_DAG_ID
 from hatchway.operators.wes import (
     CleanWorkOperator,
@@ -20,6 +21,7 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=100,
+    dagrun_timeout=run_timeout(),  # a backstop: Airflow skips the teardowns, run_reaper sweeps
     default_args=DEFAULT_ARGS,
     tags=["hatchway", "wes"],
     params={
