@@ -2,7 +2,15 @@
 
 A bucket is created only by the run that owns it and labelled with that run's id; cleanup
 deletes only buckets carrying this run's label, so a bucket that existed before (an error
-for the run) is never deleted by it.
+for the run) is never deleted by it. Both buckets also carry the job's owner identity and the
+deployment's cost centre (:mod:`hatchway.domain.labels`), for cost reports.
+
+Deleting a bucket empties it first, page by page: a paginated listing (every generation or
+version, and S3's delete markers), deleted in batches (GCS batch requests of 100 calls, S3
+``DeleteObjects`` of 1,000 keys), then the bucket. The client libraries' one-call forms do
+not: ``Bucket.delete(force=True)`` refuses a bucket of more than 256 objects, and the amazon
+provider's ``force_delete`` leaves old versions and delete markers behind, so the bucket
+delete fails on any real job's bucket.
 """
 
 from __future__ import annotations
@@ -11,9 +19,15 @@ import logging
 from typing import Any
 
 from hatchway.domain.jobs import GENOMIC_SUFFIXES, JobNames, JobPlatformConfig
+from hatchway.domain.labels import UNKNOWN_OWNER, gcs_label_value
 
 log = logging.getLogger(__name__)
 RUN_LABEL = "hatchway-run"
+OWNER_LABEL, COST_LABEL = "hatchway-owner", "hatchway-cost-center"
+OWNER_TAG = "hatchway:owner"
+GCS_LIST_PAGE = 1000
+GCS_BATCH_CALLS = 100  # GCS takes at most 100 calls in one batch request
+S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 class BucketExistsError(RuntimeError):
@@ -21,8 +35,20 @@ class BucketExistsError(RuntimeError):
 
 
 def label_value(dag_run_id: str) -> str:
-    # GCS label values: lowercase letters, digits, '_' and '-', at most 63 characters.
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in dag_run_id.lower())[:63]
+    return gcs_label_value(dag_run_id)
+
+
+def _cost_center(config: JobPlatformConfig) -> str:
+    # hatchway.jobs.settings.JobSettings carries the deployment's cost centre; the namespace otherwise.
+    return getattr(config, "bucket_cost_center", None) or config.namespace
+
+
+def _cost_tag_key(config: JobPlatformConfig) -> str:
+    return getattr(config, "cost_tag_key", None) or "hatchway:cost-center"
+
+
+class BucketNotEmptied(RuntimeError):
+    """A bucket still holds objects after a delete round: nothing was removed in that round."""
 
 
 def _work_rules(config: JobPlatformConfig) -> tuple[int, list[str]]:
@@ -31,13 +57,15 @@ def _work_rules(config: JobPlatformConfig) -> tuple[int, list[str]]:
 
 
 class GcsBuckets:
-    """:param config: job settings. :param names: the job's names. :param run_id: the DAG run id."""
+    """:param config: job settings. :param names: the job's names. :param run_id: the DAG run id.
+    :param owner: the job's owner identity (:func:`hatchway.domain.labels.job_owner`)."""
 
-    def __init__(self, config: JobPlatformConfig, names: JobNames, run_id: str):
+    def __init__(self, config: JobPlatformConfig, names: JobNames, run_id: str, owner: str = UNKNOWN_OWNER):
         from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
         self.client = GCSHook(gcp_conn_id=config.gcp_conn_id).get_conn()
         self.config, self.names, self.label = config, names, label_value(run_id)
+        self.owner = owner
 
     def create(self) -> dict[str, Any]:
         from google.api_core.exceptions import Conflict
@@ -55,7 +83,9 @@ class GcsBuckets:
                 raise BucketExistsError(f"bucket {name!r} already exists and was not made by this run: "
                                         "it is left untouched") from exc
             # The emulator (and GCS) keep these settings when patched after creation.
-            bucket.labels = {RUN_LABEL: self.label, "hatchway-job": self.names.job_id.lower()}
+            bucket.labels = {RUN_LABEL: self.label, "hatchway-job": self.names.job_id.lower(),
+                             OWNER_LABEL: gcs_label_value(self.owner),
+                             COST_LABEL: gcs_label_value(_cost_center(self.config))}
             bucket.iam_configuration.public_access_prevention = "enforced"
             bucket.iam_configuration.uniform_bucket_level_access_enabled = True
             bucket.soft_delete_policy.retention_duration_seconds = 0
@@ -86,20 +116,43 @@ class GcsBuckets:
             if (bucket.labels or {}).get(RUN_LABEL) != self.label:
                 log.warning("bucket %s is not this run's: left untouched", name)
                 continue
-            bucket.delete(force=True)
+            self._empty(name)
+            bucket.delete()
             deleted.append(name)
         return deleted
+
+    def _empty(self, name: str) -> None:
+        # Each round lists the first page again: what was deleted is gone from it, and a
+        # page token would be stale once its objects are.
+        seen: set[tuple[str, int | None]] = set()
+        bucket = self.client.bucket(name)
+        while True:
+            blobs = list(self.client.list_blobs(name, versions=True, max_results=GCS_LIST_PAGE))
+            if not blobs:
+                return
+            page = {(b.name, b.generation) for b in blobs}
+            if page <= seen:
+                raise BucketNotEmptied(f"bucket {name!r}: {len(page)} objects survived their delete")
+            seen |= page
+            for start in range(0, len(blobs), GCS_BATCH_CALLS):
+                # raise_exception=False: an object already gone (404) is not a failure; what
+                # really failed is listed again next round.
+                with self.client.batch(raise_exception=False):
+                    for blob in blobs[start:start + GCS_BATCH_CALLS]:
+                        bucket.delete_blob(blob.name, generation=blob.generation)
+            log.info("bucket %s: deleted %d objects", name, len(blobs))
 
 
 class S3Buckets:
     """The same on S3, for AWS deployments (tags instead of labels)."""
 
-    def __init__(self, config: JobPlatformConfig, names: JobNames, run_id: str):
+    def __init__(self, config: JobPlatformConfig, names: JobNames, run_id: str, owner: str = UNKNOWN_OWNER):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         self.hook = S3Hook(aws_conn_id=config.aws_conn_id)
         self.client = self.hook.get_conn()
         self.config, self.names, self.label = config, names, label_value(run_id)
+        self.owner = owner
 
     def _label(self, name: str) -> str | None:
         from botocore.exceptions import ClientError
@@ -121,7 +174,9 @@ class S3Buckets:
                                         "it is left untouched")
             self.hook.create_bucket(bucket_name=name)
             self.client.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [
-                {"Key": RUN_LABEL, "Value": self.label}, {"Key": "hatchway-job", "Value": self.names.job_id}]})
+                {"Key": RUN_LABEL, "Value": self.label}, {"Key": "hatchway-job", "Value": self.names.job_id},
+                {"Key": OWNER_TAG, "Value": self.owner},
+                {"Key": _cost_tag_key(self.config), "Value": _cost_center(self.config)}]})
             self.client.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
                 "RestrictPublicBuckets": True})
@@ -141,10 +196,34 @@ class S3Buckets:
         for name in names:
             if not self.hook.check_for_bucket(name) or self._label(name) != self.label:
                 continue
-            self.hook.delete_bucket(bucket_name=name, force_delete=True)
+            self._empty(name)
+            self.client.delete_bucket(Bucket=name)
             deleted.append(name)
         return deleted
 
+    def _empty(self, name: str) -> None:
+        # Every version and delete marker (an unversioned object is version "null"), then
+        # unfinished multipart uploads, which also keep a bucket from being deleted.
+        removed = 0
+        for page in self.client.get_paginator("list_object_versions").paginate(
+                Bucket=name, PaginationConfig={"PageSize": S3_DELETE_BATCH}):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for start in range(0, len(doomed), S3_DELETE_BATCH):
+                answer = self.client.delete_objects(Bucket=name, Delete={
+                    "Objects": doomed[start:start + S3_DELETE_BATCH], "Quiet": True})
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    raise BucketNotEmptied(f"bucket {name!r}: {len(answer['Errors'])} objects not deleted, e.g. "
+                                           f"{first.get('Key')!r}: {first.get('Code')}")
+                removed += len(doomed[start:start + S3_DELETE_BATCH])
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+            for upload in page.get("Uploads", []):
+                self.client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+        log.info("bucket %s: deleted %d object versions and delete markers", name, removed)
 
-def job_buckets(config: JobPlatformConfig, names: JobNames, run_id: str) -> GcsBuckets | S3Buckets:
-    return (GcsBuckets if config.storage == "gcs" else S3Buckets)(config, names, run_id)
+
+def job_buckets(config: JobPlatformConfig, names: JobNames, run_id: str,
+                owner: str = UNKNOWN_OWNER) -> GcsBuckets | S3Buckets:
+    """:param owner: the job's owner identity; only :meth:`create` uses it (labels)."""
+    return (GcsBuckets if config.storage == "gcs" else S3Buckets)(config, names, run_id, owner)

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+from pydantic import Field, field_validator
+
 from hatchway.domain.jobs import JobPlatformConfig
+from hatchway.domain.names import check_tag_value
 
 JOBS_VARIABLE = "hatchway_jobs_config"
 
 
-def load_jobs_config(variable: str = JOBS_VARIABLE) -> JobPlatformConfig:
+class JobSettings(JobPlatformConfig):
+    """The job settings plus what labels the job's buckets (see :mod:`hatchway.domain.labels`).
+
+    :param cost_center: the deployment's cost centre: every job bucket is labelled with it
+        (default: the namespace).
+    :param cost_tag_key: the S3 tag key of the cost centre (as for workspaces); GCS buckets
+        use the label ``hatchway-cost-center``.
+    """
+
+    cost_center: str | None = Field(None, description="cost centre the job buckets are labelled with "
+                                                      "(default: the namespace)")
+    cost_tag_key: str = "hatchway:cost-center"
+
+    @field_validator("cost_center")
+    @classmethod
+    def _cost_center(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else check_tag_value(v, "cost_center")
+
+    @property
+    def bucket_cost_center(self) -> str:
+        return self.cost_center or self.namespace
+
+
+def load_jobs_config(variable: str = JOBS_VARIABLE) -> JobSettings:
     from airflow.sdk import Variable
 
     raw = Variable.get(variable, default=None)
-    return JobPlatformConfig.model_validate_json(raw) if raw else JobPlatformConfig()
+    return JobSettings.model_validate_json(raw) if raw else JobSettings()

@@ -73,10 +73,11 @@ class SetupBucketsOperator(JobOperator):
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.domain.labels import job_owner
         from hatchway.jobs.buckets import job_buckets
 
         names = self.names(context)
-        buckets = job_buckets(self.config, names, context["run_id"])
+        buckets = job_buckets(self.config, names, context["run_id"], owner=job_owner(self.request(context)))
         try:
             made = buckets.create()
         except Exception:
