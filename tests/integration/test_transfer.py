@@ -109,7 +109,7 @@ class _Server:
 @pytest.fixture(scope="module")
 def file_server(collection):
     """Serves the collection; needs the bearer token; ``omit_length`` streams without Content-Length."""
-    state = {"omit_length": False}
+    state = {"omit_length": False, "gets": 0}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # close-delimited bodies, so a missing length is legal
@@ -120,6 +120,7 @@ def file_server(collection):
         def do_GET(self) -> None:
             from urllib.parse import unquote
 
+            state["gets"] += 1
             if self.headers.get("Authorization") != f"Bearer {SOURCE_TOKEN}":
                 self.send_error(401)
                 return
@@ -149,12 +150,14 @@ def file_server(collection):
 def key_handler(keys):
     """An HTTP key handler: ``GET /keys/<secret id>/<version>`` with a bearer token -> armoured key."""
     served: dict[tuple[str, str], bytes] = {}
+    asked: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
         def do_GET(self) -> None:
+            asked.append(self.path)
             if self.headers.get("Authorization") != f"Bearer {KEY_HANDLER_TOKEN}":
                 self.send_error(401)
                 return
@@ -171,6 +174,7 @@ def key_handler(keys):
 
     server = _Server(Handler)
     server.served = served
+    server.asked = asked
     yield server
     server.close()
 
@@ -407,3 +411,41 @@ def test_bad_configuration_exits_2_naming_the_field(tmp_path):
 
     assert run.returncode == 2
     assert b"source.base_url" in run.stderr and b"destination" in run.stderr
+
+
+def test_a_retried_transfer_skips_files_already_transferred(tmp_path, gcs, gcs_bucket, file_server, key_handler,
+                                                            collection, keys, plaintexts):
+    import hashlib
+
+    secret = new_secret()
+    key_handler.served[(secret["secret_id"], "1")] = keys.armored()
+    config = http_config(file_server, key_handler, collection, f"gs://{gcs_bucket.name}/data", secret)
+    env = {"STORAGE_EMULATOR_HOST": gcs.url, "HATCHWAY_SOURCE_TOKEN": SOURCE_TOKEN,
+           "HATCHWAY_KEY_HANDLER_TOKEN": KEY_HANDLER_TOKEN}
+    assert run_transfer(tmp_path, config, env).returncode == 0
+    first = {b.name: (b.generation, b.metadata) for b in gcs_bucket.list_blobs()}
+    for name, plain in plaintexts.items():
+        assert first[f"data/{name}"][1]["hatchway-sha256"] == hashlib.sha256(plain).hexdigest()
+
+    gets, fetches = file_server.state["gets"], len(key_handler.asked)
+    again = run_transfer(tmp_path, config, env)
+
+    assert again.returncode == 0, again.stderr.decode()
+    assert file_server.state["gets"] == gets and len(key_handler.asked) == fetches  # nothing fetched
+    assert {b.name: (b.generation, b.metadata) for b in gcs_bucket.list_blobs()} == first  # nothing rewritten
+    assert b"already in" in again.stderr
+
+
+def test_an_object_without_the_transfer_marks_is_transferred_again(tmp_path, gcs, gcs_bucket, file_server,
+                                                                   key_handler, collection, keys, plaintexts):
+    secret = new_secret()
+    key_handler.served[(secret["secret_id"], "1")] = keys.armored()
+    config = http_config(file_server, key_handler, collection, f"gs://{gcs_bucket.name}/data", secret)
+    # Same size, no marks: e.g. copied by hand, or an attempt that died before marking it.
+    gcs_bucket.blob("data/hapnest.psam").upload_from_string(b"x" * len(plaintexts["hapnest.psam"]))
+    env = {"STORAGE_EMULATOR_HOST": gcs.url, "HATCHWAY_SOURCE_TOKEN": SOURCE_TOKEN,
+           "HATCHWAY_KEY_HANDLER_TOKEN": KEY_HANDLER_TOKEN}
+
+    assert run_transfer(tmp_path, config, env).returncode == 0
+    stored = {blob.name: blob.download_as_bytes() for blob in gcs_bucket.list_blobs()}
+    assert stored == {f"data/{name}": plain for name, plain in plaintexts.items()}

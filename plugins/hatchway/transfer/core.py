@@ -4,10 +4,17 @@
 ``requests``' errors are ``OSError``s), so a dropped connection would pass for a finished
 file. Its building blocks are used instead (``header.deconstruct``, ``body_decrypt``), fed
 by :class:`CountedStream`, which also checks the encrypted byte count against the request.
+
+A transfer is an ensure: each committed object is marked with the encrypted size it came
+from and its plaintext size and sha256 (:data:`MARK_SOURCE_SIZE`, ...). A file whose object
+already carries the request's size and whose stored size equals its marked plaintext size
+is skipped, so a retried task moves only what is missing; when nothing is missing, not even
+the key is fetched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -17,9 +24,13 @@ from typing import Any
 from hatchway.domain.jobs import GlobusFile
 from hatchway.transfer.config import TransferConfig
 from hatchway.transfer.keys import fetch_private_key
-from hatchway.transfer.storage import Sink, Source, StorageError, open_sink, open_source
+from hatchway.transfer.storage import Sink, Source, StorageError, open_sink, open_source, stat
 
 log = logging.getLogger(__name__)
+MARK_SOURCE = "hatchway-source"
+MARK_SOURCE_SIZE = "hatchway-source-size"
+MARK_PLAIN_SIZE = "hatchway-plaintext-size"
+MARK_SHA256 = "hatchway-sha256"
 
 
 class TransferError(Exception):
@@ -39,6 +50,8 @@ class Transferred:
     encrypted_bytes: int
     plaintext_bytes: int
     seconds: float
+    sha256: str = ""
+    skipped: bool = False
 
 
 class CountedStream:
@@ -97,10 +110,11 @@ class CountedStream:
             self.read(1 << 16)
 
 
-def decrypt_stream(keys: list, stream: CountedStream, sink: Sink, what: str) -> int:
+def decrypt_stream(keys: list, stream: CountedStream, sink: Sink, what: str, digest: Any = None) -> int:
     """Decrypt ``stream`` into ``sink``.
 
     :param keys: crypt4gh's key list, ``[(0, secret_key, None)]``.
+    :param digest: a hashlib object fed every plaintext byte (optional).
     :return: the plaintext byte count.
     :raises TransferError: not Crypt4GH, wrong key, or a damaged segment.
     """
@@ -110,6 +124,8 @@ def decrypt_stream(keys: list, stream: CountedStream, sink: Sink, what: str) -> 
 
     def write(data) -> None:
         nonlocal written
+        if digest is not None:
+            digest.update(data)
         try:
             sink.write(data)
         except Exception as exc:  # noqa: BLE001 - any SDK failure: name the object, not the SDK
@@ -156,9 +172,10 @@ def transfer_file(source: Source, file: GlobusFile, config: TransferConfig, keys
             # The server said so up front: nothing is written at all.
             raise SizeMismatch(f"{file.filename}: the source has {length} bytes, the request says {file.size}")
         sink = open_sink(config.destination, plain_name, config.chunk_size)
+        digest = hashlib.sha256()
         try:
             stream = CountedStream(raw, file.size, file.filename)
-            plain = decrypt_stream(keys, stream, sink, file.filename)
+            plain = decrypt_stream(keys, stream, sink, file.filename, digest)
             try:
                 stored = sink.commit()
             except Exception as exc:  # noqa: BLE001 - any SDK failure: name the object
@@ -172,7 +189,29 @@ def transfer_file(source: Source, file: GlobusFile, config: TransferConfig, keys
             raise
     finally:
         raw.close()
-    return Transferred(where, sink.url, stream.count, plain, time.monotonic() - started)
+    sha256 = digest.hexdigest()
+    try:
+        # Last: an object without its marks is transferred again by a retry, never skipped.
+        sink.mark({MARK_SOURCE: file.filename, MARK_SOURCE_SIZE: str(file.size), MARK_PLAIN_SIZE: str(plain),
+                   MARK_SHA256: sha256})
+    except Exception as exc:  # noqa: BLE001 - any SDK failure: name the object
+        raise StorageError(f"{file.filename}: marking {sink.url} as transferred failed: "
+                           f"{type(exc).__name__}: {exc}") from None
+    return Transferred(where, sink.url, stream.count, plain, time.monotonic() - started, sha256)
+
+
+def already_transferred(config: TransferConfig, file: GlobusFile) -> Transferred | None:
+    """The record of ``file`` when its object is complete from an earlier transfer, else ``None``."""
+    plain_name = file.filename.removesuffix(".c4gh")
+    found = stat(config.destination, plain_name)
+    if found is None:
+        return None
+    size, marks = found
+    if (marks.get(MARK_SOURCE) != file.filename or marks.get(MARK_SOURCE_SIZE) != str(file.size)
+            or marks.get(MARK_PLAIN_SIZE) != str(size) or not marks.get(MARK_SHA256)):
+        return None
+    return Transferred(file.filename, f"{config.destination}/{plain_name}", file.size, size, 0.0,
+                       marks[MARK_SHA256], skipped=True)
 
 
 def run(config: TransferConfig, env: dict[str, str] | None = None) -> list[Transferred]:
@@ -185,6 +224,17 @@ def run(config: TransferConfig, env: dict[str, str] | None = None) -> list[Trans
         the job's teardown removes the work bucket).
     """
     env = os.environ if env is None else env
+    done: dict[str, Transferred] = {}
+    try:
+        for file in config.source.files:
+            if (found := already_transferred(config, file)) is not None:
+                log.info("%s: already in %s (%d plaintext bytes, sha256 %s): skipped", file.filename,
+                         found.destination, found.plaintext_bytes, found.sha256)
+                done[file.filename] = found
+    except StorageError as exc:
+        raise TransferError(str(exc)) from None
+    if len(done) == len(config.source.files):
+        return [done[f.filename] for f in config.source.files]
     secret_key = fetch_private_key(config.key_handler, config.secret_key,
                                    token=env.get("HATCHWAY_KEY_HANDLER_TOKEN") or None,
                                    passphrase=env.get("HATCHWAY_KEY_PASSPHRASE") or None,
@@ -193,8 +243,9 @@ def run(config: TransferConfig, env: dict[str, str] | None = None) -> list[Trans
     source = open_source(config.source.base_url, config.source.dir,
                          token=env.get("HATCHWAY_SOURCE_TOKEN") or None,
                          timeout=config.timeout, chunk_size=config.chunk_size)
-    done = []
     for file in config.source.files:
+        if file.filename in done:
+            continue
         try:
             result = transfer_file(source, file, config, keys)
         except StorageError as exc:
@@ -202,5 +253,5 @@ def run(config: TransferConfig, env: dict[str, str] | None = None) -> list[Trans
         log.info("%s -> %s: %d encrypted bytes (as requested), %d plaintext bytes, %.1f s",
                  result.source, result.destination, result.encrypted_bytes, result.plaintext_bytes,
                  result.seconds)
-        done.append(result)
-    return done
+        done[file.filename] = result
+    return [done[f.filename] for f in config.source.files]

@@ -4,6 +4,10 @@ Nothing here touches local disk: a source is a network stream read in segments, 
 holds at most one upload chunk in memory. A sink only becomes an object on
 :meth:`Sink.commit`; :meth:`Sink.abort` cancels the upload and removes any object, so a
 failed file never leaves plaintext (or a partial object) behind.
+
+After a commit the transfer marks the object (:meth:`Sink.mark`: GCS metadata, S3 object
+tags) with the encrypted size it came from and its plaintext size and sha256; :func:`stat`
+reads the object's size and marks back, so a retried transfer can skip a file already done.
 """
 
 from __future__ import annotations
@@ -173,6 +177,10 @@ class Sink:
         """Cancel the upload and make sure no object (partial or older) is left."""
         raise NotImplementedError
 
+    def mark(self, marks: dict[str, str]) -> None:
+        """Record ``marks`` on the committed object (GCS metadata, S3 object tags)."""
+        raise NotImplementedError
+
 
 class GcsSink(Sink):
     """A GCS resumable upload, chunk by chunk from memory.
@@ -213,6 +221,10 @@ class GcsSink(Sink):
             log.warning("Deleted %s", self.url)
         except NotFound:
             pass
+
+    def mark(self, marks: dict[str, str]) -> None:
+        self.blob.metadata = {**(self.blob.metadata or {}), **marks}
+        self.blob.patch()
 
 
 class S3Sink(Sink):
@@ -261,6 +273,12 @@ class S3Sink(Sink):
             log.warning("Aborting the multipart upload of %s failed (%s)", self.url, type(exc).__name__)
         self.client.delete_object(Bucket=self.bucket, Key=self.key)
 
+    def mark(self, marks: dict[str, str]) -> None:
+        # Tags, not metadata: S3 metadata is fixed when the upload starts, before the
+        # plaintext's size and checksum are known.
+        self.client.put_object_tagging(Bucket=self.bucket, Key=self.key, Tagging={
+            "TagSet": [{"Key": k, "Value": v} for k, v in marks.items()]})
+
 
 def open_sink(destination: str, filename: str, chunk_size: int) -> Sink:
     """A sink for ``filename`` under ``destination`` (``gs://`` or ``s3://``)."""
@@ -273,3 +291,29 @@ def open_sink(destination: str, filename: str, chunk_size: int) -> Sink:
     except Exception as exc:  # noqa: BLE001 - any SDK failure: name the object
         raise StorageError(f"cannot start the upload of {scheme}://{bucket}/{name}: {type(exc).__name__}: "
                            f"{exc}") from exc
+
+
+def stat(destination: str, filename: str) -> tuple[int, dict[str, str]] | None:
+    """The size and marks of ``filename`` under ``destination``, or ``None`` when it does not exist.
+
+    :raises StorageError: the store could not be asked.
+    """
+    scheme, bucket, prefix = split_bucket_url(destination)
+    name = _join(prefix, filename)
+    try:
+        if scheme == "gs":
+            blob = gcs_client().bucket(bucket).get_blob(name)
+            return None if blob is None else (int(blob.size or 0), dict(blob.metadata or {}))
+        from botocore.exceptions import ClientError
+
+        client = s3_client()
+        try:
+            size = int(client.head_object(Bucket=bucket, Key=name)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        tags = client.get_object_tagging(Bucket=bucket, Key=name)["TagSet"]
+        return size, {t["Key"]: t["Value"] for t in tags}
+    except Exception as exc:  # noqa: BLE001 - any SDK failure: name the object
+        raise StorageError(f"cannot look up {scheme}://{bucket}/{name}: {type(exc).__name__}: {exc}") from exc
