@@ -15,6 +15,7 @@ from hatchway.operators.jobs import (
     ResolveJobOperator,
     SetupBucketsOperator,
     StopLaunchOperator,
+    TransferInputsOperator,
     WaitForJobOperator,
 )
 
@@ -42,22 +43,24 @@ with DAG(
 ### Run one job
 The conf is a job request as the INTERVENE backend sends it (`job_intake` starts these runs
 with the run id `job__<job id>`). `resolve` validates it and names the buckets; the work and
-results buckets are a setup task; `launch` starts the Nextflow head job (Seqera's launch API
-or the Helm chart); `wait_for_seqera` waits in the triggerer. The teardowns always run, also
-after a failure or a cancel: `finish` sends Succeeded or Failed exactly once and fails the run
+results buckets are a setup task; `transfer_inputs` decrypts the Crypt4GH inputs into the
+work bucket (for every launcher; files already there are skipped); `launch` starts the
+Nextflow head job (Seqera's launch API or the Helm chart); `wait_for_seqera` waits in the
+triggerer. The teardowns always run, also after a failure or a cancel: `finish` sends Succeeded or Failed exactly once and fails the run
 when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, and
 `cleanup_buckets` deletes the work bucket (and the results bucket unless the job succeeded).
 """,
 ) as dag:
     resolve = ResolveJobOperator(task_id="resolve", on_failure_callback=failed)
     setup = SetupBucketsOperator(task_id="setup_buckets", on_failure_callback=failed)
+    transfer = TransferInputsOperator(task_id="transfer_inputs")
     launch = LaunchJobOperator(task_id="launch")
     wait = WaitForJobOperator(task_id="wait_for_seqera")
     finish = FinishJobOperator(task_id="finish")
     stop = StopLaunchOperator(task_id="stop_launch")
     cleanup = CleanupBucketsOperator(task_id="cleanup_buckets")
 
-    chain(resolve, setup, launch, wait, finish, stop, cleanup)
+    chain(resolve, setup, transfer, launch, wait, finish, stop, cleanup)
     finish.as_teardown(setups=setup, on_failure_fail_dagrun=True)
     stop.as_teardown(setups=setup)
     cleanup.as_teardown(setups=setup)

@@ -3,6 +3,8 @@ the Seqera simulator: every outcome sends its status messages and leaves no buck
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 
 import pytest
@@ -11,9 +13,38 @@ from google.cloud import storage
 
 from hatchway.domain.jobs import JobNames
 from support import run_dag, task_states
-from tests_jobs import request
+from tests_jobs import EXAMPLE, request
+from transfer_stand_ins import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
 
 NS = "hwtest"
+PLAINTEXTS = {"hapnest.psam": b"#IID\tSEX\n" + b"".join(b"s%05d\t1\n" % i for i in range(300)),
+              "hapnest.pvar": b"#CHROM\tPOS\tID\tREF\tALT\n" + b"".join(b"1\t%d\trs%d\tA\tG\n" % (i, i)
+                                                                       for i in range(5000)),
+              "hapnest.pgen": bytes(range(256)) * 2048}
+_STAND_IN: list[InputsStandIn] = []
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """The example request's Globus folder with real Crypt4GH files, and its key handler."""
+    stand_in = InputsStandIn(EXAMPLE["globus_details"]["dir_path_on_guest_collection"], PLAINTEXTS)
+    _STAND_IN[:] = [stand_in]
+    yield stand_in
+    stand_in.close()
+
+
+def _helm(**changes) -> dict:
+    stand_in = _STAND_IN[0]
+    return {"seqera_secret_name": "seqera-credentials", "globus_base_url": stand_in.collection.url,
+            "key_handler_url": f"{stand_in.key_handler.url}/keys", **changes}
+
+
+@pytest.fixture(autouse=True)
+def transfer_source(jobs, inputs, monkeypatch):
+    """Every job's inputs come from the stand-in; the credentials from the transfer connection."""
+    jobs.set(helm=_helm())
+    monkeypatch.setenv("AIRFLOW_CONN_HATCHWAY_TRANSFER", json.dumps({"conn_type": "generic", "extra": {
+        "source_token": SOURCE_TOKEN, "key_handler_token": KEY_HANDLER_TOKEN}}))
 
 
 @pytest.fixture
@@ -24,6 +55,7 @@ def gcs(gcs_emulator, monkeypatch):
 
 def _job(number: int):
     body = request(number)
+    body["globus_details"]["files"] = _STAND_IN[0].files()  # the encrypted sizes of the stand-in's files
     return body, JobNames(NS, body["pipeline_param"]["id"])
 
 
@@ -94,8 +126,7 @@ def test_existing_bucket_fails_the_job_and_is_left_untouched(jobs, seqera, gcs, 
 
 
 def test_failed_install_fails_the_job_and_cleans(jobs, seqera, gcs, airflow_db):
-    jobs.set(launcher="helm", helm={"seqera_secret_name": "Not A Valid Name!",
-                                    "globus_base_url": "https://g-1.data.globus.org"})
+    jobs.set(launcher="helm", helm=_helm(seqera_secret_name="Not A Valid Name!"))
     body, names = _job(107)
     run = run_dag("job_run", **body)
     assert run.state == "failed"
@@ -119,9 +150,7 @@ def test_helm_launcher_without_a_cluster_fails_at_launch_naming_the_connection(j
                                                                                monkeypatch, capfd):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     # A long not-started timeout: the run must end at launch, not by waiting it out.
-    jobs.set(launcher="helm", timeout_seconds=3600,
-             helm={"seqera_secret_name": "seqera-credentials", "globus_base_url": "https://g-1.data.globus.org",
-                   "key_handler_url": "https://keys.example.org/key"})
+    jobs.set(launcher="helm", timeout_seconds=3600, helm=_helm())
     body, names = _job(109)
     started = time.monotonic()
     run = run_dag("job_run", **body)
@@ -150,3 +179,62 @@ def test_s3_storage_for_aws_deployments(jobs, seqera, aws, airflow_db):
     assert tags["hatchway-job"] == names.job_id
     launched = [r for r in seqera.runs() if r["runName"] == names.run_name][0]
     assert launched["workDir"] == f"s3://{names.work_bucket}/work"
+
+
+def test_inputs_are_decrypted_into_the_work_bucket_before_the_seqera_launch(jobs, seqera, gcs, airflow_db, inputs,
+                                                                            monkeypatch):
+    from hatchway.domain.jobs import JobRequest
+    from hatchway.hooks.seqera import SeqeraHook
+    from hatchway.jobs.inputs import transfer_inputs
+    from hatchway.jobs.settings import load_jobs_config
+
+    body, names = _job(111)
+    seqera.set_course(names.run_name, "succeed", after=1)
+    at_launch = {}
+    real_launch = SeqeraHook.launch
+
+    def launch_seeing_the_bucket(self, **kwargs):
+        # What the work bucket holds when the launch request goes out, and a retry of the
+        # transfer at that moment (it must find everything done and fetch nothing).
+        at_launch["objects"] = {b.name: hashlib.sha256(b.download_as_bytes()).hexdigest()
+                                for b in gcs.list_blobs(names.work_bucket)}
+        at_launch["input"] = kwargs["params"]["input"]
+        gets, keys = inputs.gets, inputs.key_fetches
+        at_launch["retry"] = transfer_inputs(load_jobs_config(), JobRequest.model_validate(body))
+        at_launch["fetched"] = (inputs.gets - gets, inputs.key_fetches - keys)
+        return real_launch(self, **kwargs)
+
+    monkeypatch.setattr(SeqeraHook, "launch", launch_seeing_the_bucket)
+    run = run_dag("job_run", **body)
+
+    assert run.state == "success", task_states(run)
+    assert at_launch["objects"] == {f"data/{name}": inputs.sha256(name) for name in PLAINTEXTS}
+    sheet = at_launch["input"][0]
+    assert {sheet["geno"], sheet["pheno"], sheet["variants"]} == {
+        f"gs://{names.work_bucket}/data/{name}" for name in PLAINTEXTS}
+    assert all(r["skipped"] for r in at_launch["retry"]) and at_launch["fetched"] == (0, 0)
+    assert [r["runName"] for r in seqera.runs()].count(names.run_name) == 1
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = {ti.task_id: ti for ti in session.query(TaskInstance).filter(
+            TaskInstance.dag_id == "job_run", TaskInstance.run_id == run.run_id)}
+    assert tis["transfer_inputs"].state == "success"
+    assert tis["setup_buckets"].end_date <= tis["transfer_inputs"].start_date
+    assert tis["transfer_inputs"].end_date <= tis["launch"].start_date
+
+
+def test_a_failed_transfer_fails_the_job_before_launch_and_cleans(jobs, seqera, gcs, airflow_db, inputs):
+    body, names = _job(112)
+    body["globus_details"]["files"][0]["size"] += 1  # not the file the request names
+    run = run_dag("job_run", **body)
+
+    assert run.state == "failed"
+    states = task_states(run)
+    assert states["transfer_inputs"] == "failed" and states["launch"] == "upstream_failed", states
+    events = _events(jobs, names, 3)
+    assert [e["event"] for e in events] == ["Requested", "Created", "Failed"]
+    assert events[-1]["trace_name"]
+    assert not [r for r in seqera.runs() if r["runName"] == names.run_name]
+    assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None

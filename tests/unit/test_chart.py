@@ -47,7 +47,7 @@ def values() -> dict[str, Any]:
                              key_handler_url="https://keys.example.org/key-handler",
                              globus_base_url="https://g-1a2b3c.data.globus.org",
                              gcp_project="intervene", gcp_location="europe-west2")
-    return build_values(request, settings)
+    return build_values(request, settings, with_transfer=True)
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +298,15 @@ def test_require_cluster_names_what_it_looked_for(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_EMPTY_CLUSTER", json.dumps({"conn_type": "kubernetes", "extra": {}}))
     with pytest.raises(HelmClusterNotConfigured, match="connection 'empty_cluster' names no cluster"):
         HelmHook(kubernetes_conn_id="empty_cluster").require_cluster()
+
+
+def test_without_a_transfer_the_chart_has_no_init_container(hook, values, names):
+    # What job_run installs: its transfer_inputs task decrypted the inputs already.
+    plain = {k: v for k, v in values.items() if k not in ("transfer", "transferSecrets")}
+    rendered = hook.render(CHART, plain, names.release, NAMESPACE)
+
+    for obj in rendered:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    assert "initContainers" not in by_kind(rendered, "Job")["spec"]["template"]["spec"]
+    assert "transfer.json" not in by_kind(rendered, "ConfigMap")["data"]
+    hook.lint(CHART, plain, namespace=NAMESPACE)

@@ -34,7 +34,7 @@ def settings(**changes) -> ChartSettings:
 
 
 def test_samplesheet_paths_point_into_the_work_bucket(request_):
-    values = build_values(request_, settings())
+    values = build_values(request_, settings(), with_transfer=True)
 
     assert values["samplesheet"] == [{
         "sampleset": "test",
@@ -77,7 +77,7 @@ def test_run_name_and_ids_follow_job_names(request_):
 
 
 def test_transfer_settings_come_from_the_request(request_):
-    transfer = build_values(request_, settings())["transfer"]
+    transfer = build_values(request_, settings(), with_transfer=True)["transfer"]
 
     assert transfer == {
         "source": {
@@ -95,14 +95,14 @@ def test_transfer_settings_come_from_the_request(request_):
 
 def test_secrets_manager_key_handler(request_):
     values = build_values(request_, settings(key_handler="secretsmanager", key_handler_url=None,
-                                             key_handler_region="eu-west-2"))
+                                             key_handler_region="eu-west-2"), with_transfer=True)
 
     assert values["transfer"]["key_handler"] == {"kind": "secretsmanager", "region": "eu-west-2"}
 
 
 def test_seqera_credentials_are_only_a_secret_reference(request_):
     values = build_values(request_, settings(seqera_secret_name="tower-creds", seqera_token_key="TOWER_TOKEN",
-                                             transfer_secret_name="transfer-creds"))
+                                             transfer_secret_name="transfer-creds"), with_transfer=True)
 
     assert values["seqera"] == {"endpoint": "https://api.cloud.seqera.io", "secretName": "tower-creds",
                                 "tokenKey": "TOWER_TOKEN", "workspaceKey": "workspace_id"}
@@ -160,3 +160,20 @@ def test_domain_module_imports_no_airflow_or_cloud_sdk():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO / "plugins")}, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_job_run_values_leave_the_transfer_to_the_transfer_inputs_task(request_):
+    values = build_values(request_, settings(transfer_secret_name="transfer-creds"))
+
+    assert "transfer" not in values and "transferSecrets" not in values
+
+
+def test_transfer_config_is_the_same_for_every_launcher(request_):
+    from hatchway.domain.helm_values import TransferSettings, transfer_config
+
+    helm = {"seqera_secret_name": "seqera-credentials", "key_handler_url": "https://keys.example.org/key-handler",
+            "globus_base_url": "https://g-1a2b3c.data.globus.org", "gcp_project": "intervene"}
+    from_helm = transfer_config(request_, TransferSettings.from_helm(helm), NAMESPACE, "gs")
+
+    assert from_helm == build_values(request_, settings(), with_transfer=True)["transfer"]
+    assert from_helm["destination"] == f"{WORK}/data"

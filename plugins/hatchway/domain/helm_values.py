@@ -9,7 +9,10 @@ ever in the values, the release record or the rendered manifests.
 Paths in the work bucket (one place for each):
 
 - ``<work>/data/<file>``: the decrypted inputs (``hatchway.transfer`` writes them, the
-  samplesheet points at them);
+  samplesheet points at them). ``job_run``'s ``transfer_inputs`` task writes them for every
+  launcher before ``launch``, so the values Hatchway builds leave the chart's own transfer
+  (its init container) out; ``build_values(..., with_transfer=True)`` puts it back for using
+  the chart without that task;
 - ``<work>/work``: Nextflow's work directory;
 - ``<results>/results``: pgsc_calc's ``outdir``.
 """
@@ -36,6 +39,8 @@ EXECUTORS = {"gs": "google-batch", "s3": "awsbatch"}
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+# https:// anywhere; plain http only to a loopback address (local tests), as hatchway.transfer allows.
+SOURCE_URL_PATTERN = r"^(https://[^\s/]+(/[^\s]*)?|http://(127\.0\.0\.1|localhost)(:\d+)?(/[^\s]*)?)$"
 # `nextflow run` takes a hub name (owner/repo) or a repository URL.
 _PIPELINE = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+|https://[A-Za-z0-9.-]+(/[A-Za-z0-9_.-]+)+)$")
 
@@ -115,7 +120,7 @@ class ChartSettings(BaseModel):
     key_handler_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     key_handler_endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     transfer_secret_name: str | None = None
-    globus_base_url: str = Field(pattern=r"^https://[^\s/]+(/[^\s]*)?$")
+    globus_base_url: str = Field(pattern=SOURCE_URL_PATTERN)
     pipeline: str = "pgscatalog/pgsc_calc"
     revision: str = "v2.0.0"
     min_overlap: float = Field(DEFAULT_MIN_OVERLAP, ge=0, le=1)
@@ -166,6 +171,41 @@ class ChartSettings(BaseModel):
         return self
 
 
+class TransferSettings(BaseModel):
+    """Where a job's encrypted inputs and their key come from, for ``hatchway.transfer``.
+
+    The same-named fields of :class:`ChartSettings` (the ``helm`` section of the job
+    settings), read for every launcher: see :meth:`from_helm`.
+
+    :param globus_base_url: HTTPS base URL of the Globus guest collection.
+    :param key_handler: ``http`` or ``secretsmanager``.
+    :param key_handler_url: the key handler's URL (``http``).
+    :param key_handler_region: AWS region of Secrets Manager (``secretsmanager``).
+    :param key_handler_endpoint_url: a Secrets Manager endpoint override (tests: moto).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    globus_base_url: str = Field(pattern=SOURCE_URL_PATTERN)
+    key_handler: Literal["http", "secretsmanager"] = "http"
+    key_handler_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    key_handler_region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    key_handler_endpoint_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+
+    @classmethod
+    def from_helm(cls, helm: dict[str, Any]) -> TransferSettings:
+        """Pick the transfer's fields out of the ``helm`` settings (the rest is the chart's)."""
+        return cls.model_validate({k: v for k, v in helm.items() if k in cls.model_fields})
+
+    @model_validator(mode="after")
+    def _key_handler_complete(self) -> TransferSettings:
+        if self.key_handler == "http" and not self.key_handler_url:
+            raise ValueError("key_handler 'http' needs key_handler_url")
+        if self.key_handler == "secretsmanager" and not self.key_handler_region:
+            raise ValueError("key_handler 'secretsmanager' needs key_handler_region")
+        return self
+
+
 def bucket_url(scheme: str, bucket: str, *parts: str) -> str:
     """``gs://bucket/a/b`` from its parts."""
     return "/".join([f"{scheme}://{bucket}", *parts])
@@ -189,8 +229,19 @@ def pipeline_params(request: JobRequest, results_url: str, min_overlap: float) -
     return {**nxf, "outdir": results_url, "min_overlap": min_overlap}
 
 
-def _transfer(request: JobRequest, settings: ChartSettings, data_url: str) -> dict[str, Any]:
-    """The ``hatchway.transfer`` config file (its ``--config`` format), verbatim."""
+def transfer_config(request: JobRequest, settings: TransferSettings | ChartSettings, namespace: str,
+                    scheme: str) -> dict[str, Any]:
+    """The ``hatchway.transfer`` config (its ``--config`` format) of one job: every ``.c4gh``
+    input of the request, decrypted into ``<work bucket>/data``.
+
+    :param namespace: the deployment namespace (names the work bucket).
+    :param scheme: ``gs`` or ``s3``.
+    """
+    data_url = bucket_url(scheme, JobNames(namespace, request.job_id).work_bucket, DATA_PREFIX)
+    return _transfer(request, settings, data_url)
+
+
+def _transfer(request: JobRequest, settings: TransferSettings | ChartSettings, data_url: str) -> dict[str, Any]:
     key_handler: dict[str, Any] = {"kind": settings.key_handler}
     if settings.key_handler == "http":
         key_handler["url"] = settings.key_handler_url
@@ -239,11 +290,13 @@ def work_dir(namespace: str, job_id: str, scheme: str) -> str:
     return bucket_url(scheme, JobNames(namespace, job_id).work_bucket, WORK_PREFIX)
 
 
-def build_values(request: JobRequest, settings: ChartSettings) -> dict[str, Any]:
+def build_values(request: JobRequest, settings: ChartSettings, *, with_transfer: bool = False) -> dict[str, Any]:
     """The ``nextflow-job`` chart's values for one job request.
 
     :param request: a validated job request.
     :param settings: the deployment's settings.
+    :param with_transfer: also give the chart the transfer (its init container decrypts the
+        inputs). Off for ``job_run``, whose ``transfer_inputs`` task already did.
     :return: a JSON-serialisable dict to hand to Helm as the release's values.
     """
     names = JobNames(settings.namespace, request.job_id)
@@ -266,10 +319,11 @@ def build_values(request: JobRequest, settings: ChartSettings) -> dict[str, Any]
             "tokenKey": settings.seqera_token_key,
             "workspaceKey": settings.seqera_workspace_key,
         },
-        "transfer": _transfer(request, settings, data_url),
     }
-    if settings.transfer_secret_name:
-        values["transferSecrets"] = {"secretName": settings.transfer_secret_name}
+    if with_transfer:
+        values["transfer"] = _transfer(request, settings, data_url)
+        if settings.transfer_secret_name:
+            values["transferSecrets"] = {"secretName": settings.transfer_secret_name}
     images = {k: v.to_values() for k, v in (("transfer", settings.transfer_image),
                                              ("nextflow", settings.nextflow_image)) if v}
     if images:

@@ -17,11 +17,15 @@ class JobSettings(JobPlatformConfig):
         (default: the namespace).
     :param cost_tag_key: the S3 tag key of the cost centre (as for workspaces); GCS buckets
         use the label ``hatchway-cost-center``.
+    :param transfer_conn_id: an optional connection with the input transfer's credentials
+        (extras ``key_handler_token``, ``key_passphrase``, ``source_token``); without it, the
+        worker's ``HATCHWAY_*`` environment variables.
     """
 
     cost_center: str | None = Field(None, description="cost centre the job buckets are labelled with "
                                                       "(default: the namespace)")
     cost_tag_key: str = "hatchway:cost-center"
+    transfer_conn_id: str | None = "hatchway_transfer"
 
     @field_validator("cost_center")
     @classmethod

@@ -86,6 +86,23 @@ class SetupBucketsOperator(JobOperator):
         return made
 
 
+class TransferInputsOperator(JobOperator):
+    """Decrypt the job's Crypt4GH inputs into ``<work bucket>/data`` before the launch (both launchers).
+
+    An ensure: files already transferred (marked with their size and sha256) are skipped, so a
+    retry moves only what is missing. A failed file leaves no object; the teardowns send
+    Failed and delete the buckets.
+    """
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        from hatchway.jobs.inputs import transfer_inputs
+
+        done = transfer_inputs(self.config, self.request(context))
+        self.log.info("inputs: %d transferred, %d already there", sum(not d["skipped"] for d in done),
+                      sum(d["skipped"] for d in done))
+        return done
+
+
 class LaunchJobOperator(JobOperator):
     """Start the Nextflow head job: Seqera Platform's launch API, or the Helm chart.
 

@@ -24,7 +24,7 @@ from typing import Any
 from hatchway.domain.jobs import GlobusFile
 from hatchway.transfer.config import TransferConfig
 from hatchway.transfer.keys import fetch_private_key
-from hatchway.transfer.storage import Sink, Source, StorageError, open_sink, open_source, stat
+from hatchway.transfer.storage import Clients, Sink, Source, StorageError, open_sink, open_source, stat
 
 log = logging.getLogger(__name__)
 MARK_SOURCE = "hatchway-source"
@@ -158,7 +158,8 @@ def decrypt_stream(keys: list, stream: CountedStream, sink: Sink, what: str, dig
     return written
 
 
-def transfer_file(source: Source, file: GlobusFile, config: TransferConfig, keys: list) -> Transferred:
+def transfer_file(source: Source, file: GlobusFile, config: TransferConfig, keys: list,
+                  clients: Clients | None = None) -> Transferred:
     """Move one file: open, decrypt segment by segment into the sink, check, commit.
 
     :raises TransferError: the file failed; its object (if any) has been removed.
@@ -171,7 +172,7 @@ def transfer_file(source: Source, file: GlobusFile, config: TransferConfig, keys
         if length is not None and length != file.size:
             # The server said so up front: nothing is written at all.
             raise SizeMismatch(f"{file.filename}: the source has {length} bytes, the request says {file.size}")
-        sink = open_sink(config.destination, plain_name, config.chunk_size)
+        sink = open_sink(config.destination, plain_name, config.chunk_size, clients)
         digest = hashlib.sha256()
         try:
             stream = CountedStream(raw, file.size, file.filename)
@@ -200,10 +201,10 @@ def transfer_file(source: Source, file: GlobusFile, config: TransferConfig, keys
     return Transferred(where, sink.url, stream.count, plain, time.monotonic() - started, sha256)
 
 
-def already_transferred(config: TransferConfig, file: GlobusFile) -> Transferred | None:
+def already_transferred(config: TransferConfig, file: GlobusFile, clients: Clients | None = None) -> Transferred | None:
     """The record of ``file`` when its object is complete from an earlier transfer, else ``None``."""
     plain_name = file.filename.removesuffix(".c4gh")
-    found = stat(config.destination, plain_name)
+    found = stat(config.destination, plain_name, clients)
     if found is None:
         return None
     size, marks = found
@@ -214,20 +215,23 @@ def already_transferred(config: TransferConfig, file: GlobusFile) -> Transferred
                        marks[MARK_SHA256], skipped=True)
 
 
-def run(config: TransferConfig, env: dict[str, str] | None = None) -> list[Transferred]:
+def run(config: TransferConfig, env: dict[str, str] | None = None,
+        clients: Clients | None = None) -> list[Transferred]:
     """Transfer every file of ``config``.
 
     :param config: what to move.
     :param env: the environment to read credentials from (default: ``os.environ``).
+    :param clients: the storage clients (default: made from the environment).
     :return: one record per file, in order.
     :raises TransferError: on the first file that fails (files before it stay transferred;
         the job's teardown removes the work bucket).
     """
     env = os.environ if env is None else env
+    clients = clients or Clients()
     done: dict[str, Transferred] = {}
     try:
         for file in config.source.files:
-            if (found := already_transferred(config, file)) is not None:
+            if (found := already_transferred(config, file, clients)) is not None:
                 log.info("%s: already in %s (%d plaintext bytes, sha256 %s): skipped", file.filename,
                          found.destination, found.plaintext_bytes, found.sha256)
                 done[file.filename] = found
@@ -242,12 +246,12 @@ def run(config: TransferConfig, env: dict[str, str] | None = None) -> list[Trans
     keys = [(0, secret_key, None)]
     source = open_source(config.source.base_url, config.source.dir,
                          token=env.get("HATCHWAY_SOURCE_TOKEN") or None,
-                         timeout=config.timeout, chunk_size=config.chunk_size)
+                         timeout=config.timeout, chunk_size=config.chunk_size, clients=clients)
     for file in config.source.files:
         if file.filename in done:
             continue
         try:
-            result = transfer_file(source, file, config, keys)
+            result = transfer_file(source, file, config, keys, clients)
         except StorageError as exc:
             raise TransferError(str(exc)) from None
         log.info("%s -> %s: %d encrypted bytes (as requested), %d plaintext bytes, %.1f s",

@@ -44,6 +44,28 @@ def s3_client():
     return boto3.client("s3")
 
 
+class Clients:
+    """The storage clients a transfer uses: given (an Airflow task passes its connections'),
+    or made from the environment on first use (the command line).
+
+    :param gcs: a ``google.cloud.storage.Client``.
+    :param s3: a boto3 S3 client.
+    """
+
+    def __init__(self, gcs: Any = None, s3: Any = None) -> None:
+        self._gcs, self._s3 = gcs, s3
+
+    def gcs(self) -> Any:
+        if self._gcs is None:
+            self._gcs = gcs_client()
+        return self._gcs
+
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = s3_client()
+        return self._s3
+
+
 # -- sources
 class Source:
     """Opens encrypted files by name under a base location."""
@@ -111,10 +133,10 @@ class _Closing:
 
 
 class S3Source(Source):
-    def __init__(self, url: str, directory: str) -> None:
+    def __init__(self, url: str, directory: str, clients: Clients) -> None:
         _, self.bucket, prefix = split_bucket_url(url)
         self.prefix = _join(prefix, directory)
-        self.client = s3_client()
+        self.client = clients.s3()
 
     def describe(self, filename: str) -> str:
         return f"s3://{self.bucket}/{_join(self.prefix, filename)}"
@@ -131,11 +153,11 @@ class S3Source(Source):
 
 
 class GcsSource(Source):
-    def __init__(self, url: str, directory: str, chunk_size: int) -> None:
+    def __init__(self, url: str, directory: str, chunk_size: int, clients: Clients) -> None:
         _, self.bucket, prefix = split_bucket_url(url)
         self.prefix = _join(prefix, directory)
         self.chunk_size = chunk_size
-        self.client = gcs_client()
+        self.client = clients.gcs()
 
     def describe(self, filename: str) -> str:
         return f"gs://{self.bucket}/{_join(self.prefix, filename)}"
@@ -151,12 +173,14 @@ class GcsSource(Source):
         return blob.open("rb", chunk_size=self.chunk_size), blob.size
 
 
-def open_source(base_url: str, directory: str, *, token: str | None, timeout: float, chunk_size: int) -> Source:
+def open_source(base_url: str, directory: str, *, token: str | None, timeout: float, chunk_size: int,
+                clients: Clients | None = None) -> Source:
     """The source for ``base_url`` (``https://``, ``s3://`` or ``gs://``)."""
+    clients = clients or Clients()
     if base_url.startswith("s3://"):
-        return S3Source(base_url, directory)
+        return S3Source(base_url, directory, clients)
     if base_url.startswith("gs://"):
-        return GcsSource(base_url, directory, chunk_size)
+        return GcsSource(base_url, directory, chunk_size, clients)
     return HttpSource(base_url, directory, token, timeout)
 
 
@@ -190,11 +214,11 @@ class GcsSink(Sink):
     :param chunk_size: bytes per chunk (a multiple of 256 KiB).
     """
 
-    def __init__(self, bucket: str, name: str, chunk_size: int) -> None:
+    def __init__(self, bucket: str, name: str, chunk_size: int, client: Any = None) -> None:
         from google.cloud.storage.fileio import BlobWriter
 
         self.url = f"gs://{bucket}/{name}"
-        self.blob = gcs_client().bucket(bucket).blob(name)
+        self.blob = (client or gcs_client()).bucket(bucket).blob(name)
         # BlobWriter buffers one chunk in memory and sends it on a resumable session; the
         # object exists only once close() sends the last chunk with the total size.
         self.writer = BlobWriter(self.blob, chunk_size=chunk_size, ignore_flush=True,
@@ -235,10 +259,10 @@ class S3Sink(Sink):
     :param part_size: bytes per part (at least 5 MiB).
     """
 
-    def __init__(self, bucket: str, key: str, part_size: int) -> None:
+    def __init__(self, bucket: str, key: str, part_size: int, client: Any = None) -> None:
         self.url = f"s3://{bucket}/{key}"
         self.bucket, self.key, self.part_size = bucket, key, part_size
-        self.client = s3_client()
+        self.client = client or s3_client()
         self.upload_id = self.client.create_multipart_upload(
             Bucket=bucket, Key=key, ContentType="application/octet-stream")["UploadId"]
         self.parts: list[dict[str, Any]] = []
@@ -280,33 +304,35 @@ class S3Sink(Sink):
             "TagSet": [{"Key": k, "Value": v} for k, v in marks.items()]})
 
 
-def open_sink(destination: str, filename: str, chunk_size: int) -> Sink:
+def open_sink(destination: str, filename: str, chunk_size: int, clients: Clients | None = None) -> Sink:
     """A sink for ``filename`` under ``destination`` (``gs://`` or ``s3://``)."""
+    clients = clients or Clients()
     scheme, bucket, prefix = split_bucket_url(destination)
     name = _join(prefix, filename)
     try:
         if scheme == "gs":
-            return GcsSink(bucket, name, chunk_size)
-        return S3Sink(bucket, name, chunk_size)
+            return GcsSink(bucket, name, chunk_size, clients.gcs())
+        return S3Sink(bucket, name, chunk_size, clients.s3())
     except Exception as exc:  # noqa: BLE001 - any SDK failure: name the object
         raise StorageError(f"cannot start the upload of {scheme}://{bucket}/{name}: {type(exc).__name__}: "
                            f"{exc}") from exc
 
 
-def stat(destination: str, filename: str) -> tuple[int, dict[str, str]] | None:
+def stat(destination: str, filename: str, clients: Clients | None = None) -> tuple[int, dict[str, str]] | None:
     """The size and marks of ``filename`` under ``destination``, or ``None`` when it does not exist.
 
     :raises StorageError: the store could not be asked.
     """
+    clients = clients or Clients()
     scheme, bucket, prefix = split_bucket_url(destination)
     name = _join(prefix, filename)
     try:
         if scheme == "gs":
-            blob = gcs_client().bucket(bucket).get_blob(name)
+            blob = clients.gcs().bucket(bucket).get_blob(name)
             return None if blob is None else (int(blob.size or 0), dict(blob.metadata or {}))
         from botocore.exceptions import ClientError
 
-        client = s3_client()
+        client = clients.s3()
         try:
             size = int(client.head_object(Bucket=bucket, Key=name)["ContentLength"])
         except ClientError as exc:
