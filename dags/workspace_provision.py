@@ -5,7 +5,11 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS, owner_param, workspace_param
-from hatchway.operators.workspace import EnsureComputeEnvironmentOperator, WorkspaceStepOperator
+from hatchway.operators.workspace import (
+    EnsureComputeEnvironmentOperator,
+    WorkspaceStepOperator,
+    hold_workspace_lock,
+)
 
 with DAG(
     dag_id="workspace_provision",
@@ -27,7 +31,8 @@ Ensures, for one workspace and owner: a VPC with a Squid proxy (or the shared ne
 a Batch compute environment and job queue (or a share of the fair-share queue), the
 user's prefix `s3://<bucket>/<workspace>/`, an IAM role for jobs and an IAM user for the
 person, and one access key kept only in Secrets Manager. Every step is an ensure: run it
-again and nothing changes. Configuration: the `hatchway_config` Variable (README).
+again and nothing changes. One lifecycle run of a workspace at a time: `acquire_lock`
+waits (deferred) while another provision or teardown of it runs. Configuration: the `hatchway_config` Variable (README).
 """,
 ) as dag:
     ws = {"workspace": "{{ params.workspace }}", "workspace_owner": "{{ params.owner }}",
@@ -52,3 +57,5 @@ again and nothing changes. Configuration: the `hatchway_config` Variable (README
     chain(network, compute, queue)
     chain([queue, job_role], user, key)
     chain([key, storage], record)
+    # Two runs of one workspace would race through the ensures: one at a time.
+    hold_workspace_lock(dag, "{{ params.workspace }}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS, workspace_param
-from hatchway.operators.workspace import TeardownStepOperator
+from hatchway.operators.workspace import TeardownStepOperator, hold_workspace_lock
 
 with DAG(
     dag_id="workspace_teardown",
@@ -37,3 +37,5 @@ for the workspace is deleted in dependency order, data and record included.
         TeardownStepOperator(task_id="purge_resources", step="purge_resources", **args),
         TeardownStepOperator(task_id="purge_data", step="purge_data", **args),
     )
+    # Last: one lifecycle run of a workspace at a time, around every task above.
+    hold_workspace_lock(dag, "{{ params.workspace }}")

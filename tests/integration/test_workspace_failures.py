@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hatchway.workspace.inventory import inventory
+from hatchway.workspace.lock import WorkspaceLock
 from hatchway.workspace.provision import Workspace
 from support import run_dag, task_states
 
 STEPS = ["plan", "ensure_network", "ensure_storage", "ensure_job_role", "ensure_compute_environment",
          "ensure_job_queue", "ensure_user", "ensure_access_key", "record"]
+# The lock tasks call WorkspaceLock, not Workspace: (task, class, method).
+LOCK_STEPS = [("acquire_lock", WorkspaceLock, "acquire"), ("release_lock", WorkspaceLock, "release")]
 ALICE = {"workspace": "alice", "owner": "alice@example.org"}
 BUCKET = "hatchway-test-data"
 
@@ -17,7 +20,23 @@ BUCKET = "hatchway-test-data"
 def test_every_provision_task_is_covered(airflow_db):
     from support import _dagbag
 
-    assert sorted(_dagbag().get_dag("workspace_provision").task_ids) == sorted(STEPS)
+    assert sorted(_dagbag().get_dag("workspace_provision").task_ids) == sorted(STEPS + [t for t, _, _ in LOCK_STEPS])
+
+
+@pytest.mark.parametrize("task,owner,method", LOCK_STEPS)
+def test_a_fault_in_the_lock_leaves_it_free_for_the_purge(task, owner, method, aws, airflow_db, fail_after):
+    assert run_dag("platform_bootstrap").state == "success"
+    with fail_after(owner, method):
+        run = run_dag("workspace_provision", **ALICE)
+    assert task_states(run)[task] == "failed"
+    # The release is a teardown: it ran after a failed acquire, and its own failure does not
+    # hide the outcome of the work (which succeeded).
+    assert run.state == ("failed" if task == "acquire_lock" else "success")
+    assert task_states(run)["release_lock"] in ("success", "failed")
+    assert aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=".hatchway/locks/").get("KeyCount", 0) == 0
+    purge = run_dag("workspace_teardown", workspace="alice", purge=True)
+    assert purge.state == "success", task_states(purge)
+    assert inventory(aws, "alice") == []
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -8,8 +8,16 @@ from support import recorded_calls, reset_recording, run_dag, task_states
 ALICE = {"workspace": "alice", "owner": "alice@example.org"}
 
 
+LOCK = "/.hatchway/locks/"
+
+
 def _mutating(moto_server) -> list[tuple[str, str]]:
-    return [(s, a) for s, a, m in recorded_calls(moto_server.recording) if m]
+    """Mutating calls on the workspace's resources (the run's own lock is taken and given back)."""
+    return [(s, a) for s, a, m in recorded_calls(moto_server.recording) if m and LOCK not in a]
+
+
+def _lock_calls(moto_server) -> list[str]:
+    return [a.split(" ")[0] for s, a, m in recorded_calls(moto_server.recording) if m and LOCK in a]
 
 
 def test_second_provision_makes_no_mutating_call(aws, airflow_db, moto_server):
@@ -25,6 +33,7 @@ def test_second_provision_makes_no_mutating_call(aws, airflow_db, moto_server):
     second = run_dag("workspace_provision", **ALICE)
     assert second.state == "success", task_states(second)
     assert _mutating(moto_server) == []
+    assert _lock_calls(moto_server) == ["PUT", "DELETE"]
     assert recorded_calls(moto_server.recording), "the repeat made no call at all: is recording on?"
     assert inventory(aws, "alice") == before
 

@@ -138,6 +138,7 @@ class WorkspaceNames:
     access_key_secret = property(lambda self: f"{self.prefix}/workspaces/{self.workspace}/aws-access-key")
     kubernetes_secret = property(lambda self: "hatchway-aws-access-key")
     record_key = property(lambda self: f".hatchway/workspaces/{self.workspace}.json")
+    lock_key = property(lambda self: f".hatchway/locks/{self.workspace}.json")
     lifecycle_rule_id = property(lambda self: f"{self.prefix}-expire-{self.workspace}")
 
     @property

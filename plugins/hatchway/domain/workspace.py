@@ -7,6 +7,7 @@ Plain pydantic: no Airflow, no cloud SDK. The same models validate the trigger f
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal
@@ -20,6 +21,15 @@ TAG_WORKSPACE = "hatchway:workspace"
 TAG_OWNER = "hatchway:owner"
 TAG_COMPONENT = "hatchway:component"
 TAG_PLATFORM = "hatchway:platform"
+
+# Where Nextflow/WDL jobs usually need to go: AWS APIs, container registries, package
+# and code hosts. S3 data goes through the VPC endpoint, not through Squid.
+DEFAULT_PROXY_DOMAINS = (
+    ".amazonaws.com", ".docker.io", ".docker.com", "ghcr.io", ".quay.io", "quay.io", ".seqera.io",
+    ".nextflow.io", ".github.com", "github.com", ".githubusercontent.com", ".conda.io", ".anaconda.org",
+    ".pypi.org", ".pythonhosted.org",
+)
+_DOMAIN = re.compile(r"^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 
 
 class QueueMode(str, Enum):
@@ -63,6 +73,24 @@ class PlatformConfig(BaseModel):
     cost_tag_key: str = "hatchway:cost-center"
     kubernetes_conn_id: str | None = None
     compute_wait_delay: int = Field(30, ge=1, description="seconds between CE status polls (deferred)")
+    # One lifecycle run of a workspace at a time (provision, teardown, purge).
+    lock_lease_seconds: int = Field(7200, ge=1, description="a lock older than this is free: its run crashed")
+    lock_poll_seconds: int = Field(15, ge=1, description="seconds between tries for a busy lock (deferred)")
+    lock_wait_seconds: int = Field(3600, ge=1, description="give up waiting for a busy lock after this")
+    proxy_allowed_domains: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROXY_DOMAINS), min_length=1,
+        description="destinations Squid lets jobs reach (Squid dstdomain: '.example.org' is the domain and "
+                    "its subdomains)")
+
+    @field_validator("proxy_allowed_domains")
+    @classmethod
+    def _domains_rule(cls, v: list[str]) -> list[str]:
+        # Rendered into squid.conf: a space or newline would add a directive of its own.
+        for domain in v:
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"proxy_allowed_domains: {domain!r} is not a domain name ('.example.org' or "
+                                 "'example.org')")
+        return v
 
     _prefix_rule = field_validator("prefix")(lambda cls, v: names.check_prefix(v))
     _bucket_rule = field_validator("bucket")(lambda cls, v: names.check_s3_bucket(v))

@@ -126,6 +126,96 @@ class EnsureComputeEnvironmentOperator(WorkspaceStepOperator):
         return event["value"]
 
 
+def lock_holder(context: Any) -> str:
+    """Who holds a workspace lock: the DAG run, so a retried task finds its own lock."""
+    run = context["dag_run"]
+    return f"{run.dag_id}/{run.run_id}"
+
+
+class AcquireWorkspaceLockOperator(HatchwayAwsOperator):
+    """Take the workspace's lifecycle lock (:mod:`hatchway.workspace.lock`), waiting deferred.
+
+    A busy lock is tried again every ``lock_poll_seconds`` from the triggerer (no worker
+    slot is held), for up to ``lock_wait_seconds``; then the task fails and says who holds it.
+
+    :param workspace: the workspace name (templated).
+    """
+
+    template_fields: Sequence[str] = ("workspace",)
+
+    def __init__(self, *, workspace: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.workspace = workspace
+
+    def execute(self, context: Any) -> dict[str, str]:
+        return self._try(context, started=None)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, str]:
+        return self._try(context, started=(event or {}).get("started"))
+
+    def _try(self, context: Any, started: str | None) -> dict[str, str]:
+        from datetime import datetime
+
+        from hatchway.domain.workspace import utcnow
+        from hatchway.triggers.lock import LockRetryTrigger
+        from hatchway.workspace.lock import WorkspaceLock
+
+        holder, now = lock_holder(context), utcnow()
+        result = self.run_step(WorkspaceLock(self.clients, self.config, self.workspace), "acquire", holder=holder)
+        if result["acquired"]:
+            return {"workspace": self.workspace, "holder": holder}
+        started = started or now.isoformat()
+        waited = (now - datetime.fromisoformat(started)).total_seconds()
+        if waited >= self.config.lock_wait_seconds:
+            raise RuntimeError(f"workspace {self.workspace!r} is busy with {result['holder']} after waiting "
+                               f"{waited:.0f}s (lock_wait_seconds): run this again once that run ended")
+        self.log.info("workspace %s is busy with %s; trying again in %ss", self.workspace, result["holder"],
+                      self.config.lock_poll_seconds)
+        self.defer(trigger=LockRetryTrigger(self.config.lock_poll_seconds, started), method_name="execute_complete")
+
+
+class ReleaseWorkspaceLockOperator(HatchwayAwsOperator):
+    """Give the workspace's lock back (a teardown task: it runs on success, failure and cancel).
+
+    Only this run's lock is deleted: a run that never got the lock leaves the holder's alone.
+
+    :param workspace: the workspace name (templated).
+    """
+
+    template_fields: Sequence[str] = ("workspace",)
+
+    def __init__(self, *, workspace: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.workspace = workspace
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.workspace.lock import WorkspaceLock
+
+        lock = WorkspaceLock(self.clients, self.config, self.workspace)
+        return {"released": self.run_step(lock, "release", holder=lock_holder(context))}
+
+
+def hold_workspace_lock(dag: Any, workspace: str) -> tuple[BaseOperator, BaseOperator]:
+    """Run every task of ``dag`` inside the workspace's lock; call it last in the DAG file.
+
+    ``acquire_lock`` goes before every first task and ``release_lock`` after every last one,
+    as a teardown without a setup: it runs whatever happened, even when taking the lock
+    failed half-way (it deletes only this run's lock). The run's state stays that of the
+    work (a failed release leaves the lock to its lease: it does not hide a failed ensure).
+    """
+    tasks = list(dag.tasks)
+    acquire = AcquireWorkspaceLockOperator(task_id="acquire_lock", workspace=workspace, dag=dag)
+    release = ReleaseWorkspaceLockOperator(task_id="release_lock", workspace=workspace, dag=dag)
+    release.as_teardown()
+    for task in tasks:
+        if not task.upstream_task_ids:
+            acquire >> task
+        if not task.downstream_task_ids:
+            task >> release
+    acquire >> release  # also when the DAG had no task, and the release waits on the acquire
+    return acquire, release
+
+
 class TeardownStepOperator(HatchwayAwsOperator):
     """Run one teardown step for a workspace; purge steps skip unless ``purge`` is true.
 
