@@ -46,8 +46,8 @@ with the run id `job__<job id>`). `resolve` validates it and names the buckets; 
 results buckets are a setup task; `transfer_inputs` decrypts the Crypt4GH inputs into the
 work bucket (for every launcher; files already there are skipped); `launch` starts the
 Nextflow head job (Seqera's launch API or the Helm chart); `wait_for_seqera` waits in the
-triggerer. The teardowns always run, also after a failure or a cancel: `finish` sends Succeeded or Failed exactly once and fails the run
-when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, and
+triggerer. The teardowns always run, also after a failure or a cancel: `finish` sends
+Succeeded or Failed exactly once and fails the run when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, and
 `cleanup_buckets` deletes the work bucket (and the results bucket unless the job succeeded).
 """,
 ) as dag:
