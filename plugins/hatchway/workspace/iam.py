@@ -1,4 +1,4 @@
-"""IAM ensures: managed policies, roles, users. Look up first, change only what differs."""
+"""IAM ensures: managed policies, roles, users. Look up first, change only what differs (tags too)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from hatchway.workspace.clients import is_not_found, tag_list
+from hatchway.workspace.clients import is_not_found, tag_dict, tag_list
 
 IAM_PATH = "/hatchway/"
 MAX_POLICY_VERSIONS = 5
@@ -17,6 +17,11 @@ MAX_POLICY_VERSIONS = 5
 def _document(raw: Any) -> Any:
     # boto3 decodes documents to dicts; some endpoints hand back URL-encoded JSON text.
     return json.loads(unquote(raw)) if isinstance(raw, str) else raw
+
+
+def tags_to_set(current: dict[str, str], wanted: dict[str, str]) -> dict[str, str]:
+    """The wanted tags a resource lacks or holds another value of (others it carries stay)."""
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
 def ensure_policy(iam: Any, account: str, name: str, document: dict, tags: dict[str, str]) -> str:
@@ -30,6 +35,9 @@ def ensure_policy(iam: Any, account: str, name: str, document: dict, tags: dict[
         iam.create_policy(PolicyName=name, Path=IAM_PATH, PolicyDocument=json.dumps(document),
                           Tags=tag_list(tags))
         return arn
+    missing = tags_to_set(tag_dict(iam.list_policy_tags(PolicyArn=arn)["Tags"]), tags)
+    if missing:
+        iam.tag_policy(PolicyArn=arn, Tags=tag_list(missing))
     current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
     if _document(current["PolicyVersion"]["Document"]) != document:
         versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
@@ -48,6 +56,10 @@ def ensure_role(iam: Any, name: str, trust: dict, tags: dict[str, str], policy_a
             raise
         role = iam.create_role(RoleName=name, Path=IAM_PATH, AssumeRolePolicyDocument=json.dumps(trust),
                                Tags=tag_list(tags))["Role"]
+    else:
+        missing = tags_to_set(tag_dict(iam.list_role_tags(RoleName=name)["Tags"]), tags)
+        if missing:
+            iam.tag_role(RoleName=name, Tags=tag_list(missing))
     attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
     for arn in policy_arns:
         if arn not in attached:
@@ -62,6 +74,10 @@ def ensure_user(iam: Any, name: str, tags: dict[str, str], policy_arns: list[str
         if not is_not_found(exc):
             raise
         user = iam.create_user(UserName=name, Path=IAM_PATH, Tags=tag_list(tags))["User"]
+    else:
+        missing = tags_to_set(tag_dict(iam.list_user_tags(UserName=name)["Tags"]), tags)
+        if missing:
+            iam.tag_user(UserName=name, Tags=tag_list(missing))
     attached = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]}
     for arn in policy_arns:
         if arn not in attached:

@@ -12,7 +12,7 @@ from typing import Any
 
 from hatchway.domain.names import NetworkNames
 from hatchway.domain.workspace import TAG_PLATFORM
-from hatchway.workspace.clients import AwsClients, tag_list
+from hatchway.workspace.clients import AwsClients, tag_dict, tag_list
 
 SQUID_PORT = 3128
 ALIVE = ["pending", "running", "stopping", "stopped"]
@@ -65,6 +65,13 @@ class NetworkEnsurer:
         vpcs = self.ec2.describe_vpcs(Filters=self._filters(self.names.vpc))["Vpcs"]
         return vpcs[0]["VpcId"] if vpcs else None
 
+    def _converge_tags(self, resource_id: str, current: list[dict] | None, name: str) -> None:
+        """Give a found resource the tags it lacks or holds another value of (a new cost center)."""
+        have = tag_dict(current)
+        missing = {k: v for k, v in {**self.tags, "Name": name}.items() if have.get(k) != v}
+        if missing:
+            self.ec2.create_tags(Resources=[resource_id], Tags=tag_list(missing))
+
     # -- ensure ----------------------------------------------------------------
     def ensure(self) -> Network:
         vpc_id = self._ensure_vpc()
@@ -83,9 +90,10 @@ class NetworkEnsurer:
         return Network(vpc_id, private, batch_sg, squid_id)
 
     def _ensure_vpc(self) -> str:
-        vpc_id = self.find_vpc()
-        if vpc_id:
-            return vpc_id
+        vpcs = self.ec2.describe_vpcs(Filters=self._filters(self.names.vpc))["Vpcs"]
+        if vpcs:
+            self._converge_tags(vpcs[0]["VpcId"], vpcs[0].get("Tags"), self.names.vpc)
+            return vpcs[0]["VpcId"]
         vpc_id = self.ec2.create_vpc(CidrBlock=str(self.cidr),
                                      TagSpecifications=self._spec("vpc", self.names.vpc))["Vpc"]["VpcId"]
         self.ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
@@ -95,6 +103,7 @@ class NetworkEnsurer:
         found = self.ec2.describe_internet_gateways(
             Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]
         if found:
+            self._converge_tags(found[0]["InternetGatewayId"], found[0].get("Tags"), self.names.gateway)
             return found[0]["InternetGatewayId"]
         igw = self.ec2.create_internet_gateway(
             TagSpecifications=self._spec("internet-gateway", self.names.gateway))["InternetGateway"]
@@ -105,6 +114,7 @@ class NetworkEnsurer:
         found = self.ec2.describe_subnets(
             Filters=self._filters(name, [{"Name": "vpc-id", "Values": [vpc_id]}]))["Subnets"]
         if found:
+            self._converge_tags(found[0]["SubnetId"], found[0].get("Tags"), name)
             return found[0]["SubnetId"]
         return self.ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zone,
                                       TagSpecifications=self._spec("subnet", name))["Subnet"]["SubnetId"]
@@ -114,6 +124,7 @@ class NetworkEnsurer:
             Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]
         )["SecurityGroups"]
         if found:
+            self._converge_tags(found[0]["GroupId"], found[0].get("Tags"), name)
             return found[0]["GroupId"]
         group_id = self.ec2.create_security_group(
             GroupName=name, VpcId=vpc_id,
@@ -152,8 +163,10 @@ class NetworkEnsurer:
             )["Instances"][0]
             # A NAT-like proxy forwards traffic that is not addressed to itself.
             self.ec2.modify_instance_attribute(InstanceId=instance["InstanceId"], SourceDestCheck={"Value": False})
-        elif instance["State"]["Name"] == "stopped":
-            self.ec2.start_instances(InstanceIds=[instance["InstanceId"]])
+        else:
+            self._converge_tags(instance["InstanceId"], instance.get("Tags"), self.names.squid)
+            if instance["State"]["Name"] == "stopped":
+                self.ec2.start_instances(InstanceIds=[instance["InstanceId"]])
         return instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
 
     def _ensure_route_table(self, vpc_id: str, name: str, subnet_ids: list[str], *,
@@ -162,6 +175,7 @@ class NetworkEnsurer:
             Filters=self._filters(name, [{"Name": "vpc-id", "Values": [vpc_id]}]))["RouteTables"]
         if found:
             table = found[0]
+            self._converge_tags(table["RouteTableId"], table.get("Tags"), name)
         else:
             table = self.ec2.create_route_table(VpcId=vpc_id,
                                                 TagSpecifications=self._spec("route-table", name))["RouteTable"]

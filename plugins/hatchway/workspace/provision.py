@@ -26,7 +26,7 @@ from hatchway.domain.workspace import (
     workspace_tags,
 )
 from hatchway.workspace import iam
-from hatchway.workspace.clients import AwsClients, error_code, is_not_found, tag_list
+from hatchway.workspace.clients import AwsClients, error_code, is_not_found, tag_dict, tag_list
 from hatchway.workspace.network import Network, NetworkEnsurer
 
 log = logging.getLogger(__name__)
@@ -194,16 +194,19 @@ class Workspace:
 
     # -- Batch ------------------------------------------------------------------
     def ensure_compute_environment(self, network: dict[str, Any]) -> dict[str, Any]:
-        """Create or re-enable the workspace's compute environment; returns its ARN and status."""
+        """Create the workspace's compute environment, or converge the one found; returns its ARN and status.
+
+        A found environment gets the wanted tags, state and vCPU bounds in place. What
+        AWS Batch cannot change in place on an environment with a service role of our own
+        (instance types, purchase type) fails with a message that says how to replace it.
+        """
         if self.shared:
             return self._shared_batch("computeEnvironment")
         batch = self.clients.batch
         found = batch.describe_compute_environments(computeEnvironments=[self.names.compute_environment])
         if found["computeEnvironments"]:
             ce = found["computeEnvironments"][0]
-            if ce["state"] == "DISABLED":
-                batch.update_compute_environment(computeEnvironment=ce["computeEnvironmentArn"], state="ENABLED")
-            return {"arn": ce["computeEnvironmentArn"], "status": ce.get("status")}
+            return {"arn": ce["computeEnvironmentArn"], "status": self._converge_compute_environment(ce)}
         iam_client = self.clients.iam
         instance_profile = iam_client.get_instance_profile(InstanceProfileName=self.platform.instance_profile)
         service_role = iam_client.get_role(RoleName=self.platform.batch_service_role)["Role"]["Arn"]
@@ -226,21 +229,69 @@ class Workspace:
             computeResources=resources, serviceRole=service_role, tags=self.tags)
         return {"arn": ce["computeEnvironmentArn"], "status": "CREATING"}
 
+    def _converge_compute_environment(self, ce: dict[str, Any]) -> str | None:
+        batch, arn = self.clients.batch, ce["computeEnvironmentArn"]
+        current = ce.get("computeResources", {})
+        missing = iam.tags_to_set(ce.get("tags") or {}, self.tags)
+        if missing:
+            batch.tag_resource(resourceArn=arn, tags=missing)
+        update: dict[str, Any] = {}
+        if ce["state"] == "DISABLED":
+            update["state"] = "ENABLED"
+        # Scaling settings are the ones Batch updates in place for every environment.
+        scaling = {k: v for k, v in (("minvCpus", self.config.min_vcpus), ("maxvCpus", self.config.max_vcpus))
+                   if current.get(k) != v}
+        if scaling:
+            update["computeResources"] = scaling
+        if update:
+            batch.update_compute_environment(computeEnvironment=arn, **update)
+        fixed = self._fixed_settings_drift(current)
+        if fixed:
+            raise WorkspaceError(
+                f"compute environment {self.names.compute_environment!r} differs from hatchway_config in "
+                f"{'; '.join(fixed)}. AWS Batch cannot change these in place on an environment with Hatchway's "
+                f"service role. To replace it: once its jobs are done, disable and delete job queue "
+                f"{self.names.job_queue!r}, then compute environment {self.names.compute_environment!r}, and run "
+                "workspace_provision again (data, keys and roles stay); or set the old values back."
+            )
+        return "UPDATING" if update else ce.get("status")
+
+    def _fixed_settings_drift(self, current: dict[str, Any]) -> list[str]:
+        """Settings of a found compute environment that differ and cannot be updated in place."""
+        drift = []
+        if sorted(current.get("instanceTypes", [])) != sorted(self.config.instance_types):
+            drift.append(f"instance types (has {sorted(current.get('instanceTypes', []))}, "
+                         f"wants {sorted(self.config.instance_types)})")
+        if current.get("type") not in (None, self.config.compute_type):
+            drift.append(f"type (has {current.get('type')}, wants {self.config.compute_type})")
+        return drift
+
     def ensure_job_queue(self, compute_environment_arn: str) -> dict[str, Any]:
+        """Create the workspace's queue, or converge the one found (tags, state, its compute environment)."""
         if self.shared:
             return self._shared_batch("jobQueue") | {"share_identifier": self.names.share_identifier}
         batch = self.clients.batch
+        order = [{"order": 1, "computeEnvironment": compute_environment_arn}]
         found = batch.describe_job_queues(jobQueues=[self.names.job_queue])["jobQueues"]
         if found:
             queue = found[0]
+            missing = iam.tags_to_set(queue.get("tags") or {}, self.tags)
+            if missing:
+                batch.tag_resource(resourceArn=queue["jobQueueArn"], tags=missing)
+            update: dict[str, Any] = {}
             if queue["state"] == "DISABLED":
-                batch.update_job_queue(jobQueue=queue["jobQueueArn"], state="ENABLED")
+                update["state"] = "ENABLED"
+            current_order = [{"order": int(o["order"]), "computeEnvironment": o["computeEnvironment"]}
+                             for o in queue.get("computeEnvironmentOrder", [])]
+            if current_order != order:  # the environment was replaced
+                update["computeEnvironmentOrder"] = order
+            if update:
+                batch.update_job_queue(jobQueue=queue["jobQueueArn"], **update)
             return {"arn": queue["jobQueueArn"]}
         self._check_queue_quota()
         queue = batch.create_job_queue(
             jobQueueName=self.names.job_queue, state="ENABLED", priority=1,
-            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": compute_environment_arn}],
-            tags=self.tags)
+            computeEnvironmentOrder=order, tags=self.tags)
         return {"arn": queue["jobQueueArn"]}
 
     def _shared_batch(self, kind: str) -> dict[str, Any]:
@@ -280,6 +331,8 @@ class Workspace:
             if not is_not_found(exc):
                 raise
             secret_exists = False
+        if secret_exists:
+            self._converge_secret_tags(name)
         if stored_id in keys and keys[stored_id]["Status"] == "Active":
             return {"secret_name": name, "rotated": False}
         for key_id in keys:
@@ -302,6 +355,13 @@ class Workspace:
 
             put_secret(self.config.kubernetes_conn_id, self.names, json.loads(value), self.tags)
         return {"secret_name": name, "rotated": True}
+
+    def _converge_secret_tags(self, name: str) -> None:
+        secrets = self.clients.secrets
+        current = tag_dict(secrets.describe_secret(SecretId=name).get("Tags"))
+        missing = iam.tags_to_set(current, self.tags)
+        if missing:
+            secrets.tag_resource(SecretId=name, Tags=tag_list(missing))
 
     # -- the record --------------------------------------------------------------
     def record(self) -> dict[str, Any]:
