@@ -99,3 +99,18 @@ def test_replaced_environment_is_put_behind_the_queue(aws, airflow_db):
     workspace.ensure_job_queue(new["computeEnvironmentArn"])
     queue = aws.batch.describe_job_queues(jobQueues=["hatchway-alice-queue"])["jobQueues"][0]
     assert [o["computeEnvironment"] for o in queue["computeEnvironmentOrder"]] == [new["computeEnvironmentArn"]]
+
+
+def test_squid_boots_with_the_configured_allow_list(aws, airflow_db, set_config):
+    import base64
+
+    from hatchway.workspace.egress import squid_user_data
+
+    set_config(proxy_allowed_domains=[".example.org", "ghcr.io"])
+    assert run_dag("platform_bootstrap").state == "success"
+    assert run_dag("workspace_provision", **ALICE).state == "success"
+    squid = next(r for r in inventory(aws, "alice") if r.kind == "ec2_instance")
+    raw = aws.ec2.describe_instance_attribute(InstanceId=squid.id, Attribute="userData")["UserData"]["Value"]
+    user_data = base64.b64decode(raw).decode()
+    assert user_data == squid_user_data([".example.org", "ghcr.io"], "192.168.0.0/16")
+    assert "acl allowed_domains dstdomain .example.org ghcr.io" in user_data

@@ -11,16 +11,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hatchway.domain.names import NetworkNames
-from hatchway.domain.workspace import TAG_PLATFORM
+from hatchway.domain.workspace import DEFAULT_PROXY_DOMAINS, TAG_PLATFORM
 from hatchway.workspace.clients import AwsClients, tag_dict, tag_list
+from hatchway.workspace.egress import SQUID_PORT, squid_user_data
 
-SQUID_PORT = 3128
 ALIVE = ["pending", "running", "stopping", "stopped"]
-SQUID_USER_DATA = """#!/bin/bash
-yum install -y squid
-sed -i 's/^http_access deny all/http_access allow localnet\\nhttp_access deny all/' /etc/squid/squid.conf
-systemctl enable --now squid
-"""
 
 
 @dataclass
@@ -41,10 +36,13 @@ class NetworkEnsurer:
     :param names: the network's names.
     :param tags: tags for every resource (the Name tag is added per resource).
     :param platform: the deployment prefix, part of every lookup filter.
+    :param allowed_domains: where Squid lets jobs go (``proxy_allowed_domains``); read at the
+        proxy's first boot, so a change reaches a new proxy instance only.
     """
 
     def __init__(self, clients: AwsClients, names: NetworkNames, tags: dict[str, str], platform: str,
-                 cidr: str, squid_instance_type: str, squid_ami: str | None):
+                 cidr: str, squid_instance_type: str, squid_ami: str | None,
+                 allowed_domains: list[str] | tuple[str, ...] = DEFAULT_PROXY_DOMAINS):
         self.ec2 = clients.ec2
         self.names = names
         self.tags = tags
@@ -52,6 +50,7 @@ class NetworkEnsurer:
         self.cidr = ipaddress.ip_network(cidr)
         self.squid_instance_type = squid_instance_type
         self.squid_ami = squid_ami
+        self.allowed_domains = list(allowed_domains)
 
     # -- lookups ---------------------------------------------------------------
     def _filters(self, name: str, extra: list[dict] | None = None) -> list[dict]:
@@ -158,7 +157,7 @@ class NetworkEnsurer:
                 ImageId=self._squid_image(), InstanceType=self.squid_instance_type, MinCount=1, MaxCount=1,
                 NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id],
                                     "AssociatePublicIpAddress": True}],
-                UserData=SQUID_USER_DATA,
+                UserData=squid_user_data(self.allowed_domains, str(self.cidr)),
                 TagSpecifications=self._spec("instance", self.names.squid) + self._spec("volume", self.names.squid),
             )["Instances"][0]
             # A NAT-like proxy forwards traffic that is not addressed to itself.

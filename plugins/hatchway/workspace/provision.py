@@ -38,7 +38,7 @@ class WorkspaceError(RuntimeError):
 
 def network_ensurer(clients: AwsClients, config: PlatformConfig, base: str, tags: dict[str, str]) -> NetworkEnsurer:
     return NetworkEnsurer(clients, NetworkNames(base), tags, config.prefix, config.vpc_cidr,
-                          config.squid_instance_type, config.squid_ami)
+                          config.squid_instance_type, config.squid_ami, config.proxy_allowed_domains)
 
 
 def read_record(clients: AwsClients, config: PlatformConfig, workspace: str) -> WorkspaceRecord | None:
