@@ -70,7 +70,15 @@ class WorkspaceLock:
         Returns ``{"acquired": bool, "holder": <who holds it now>}``; never waits.
         """
         now = utcnow()
-        if self._put(holder, now, IfNoneMatch="*"):
+        try:
+            won = self._put(holder, now, IfNoneMatch="*")
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchBucket":
+                raise
+            # No platform bucket, nothing to guard: no step can make anything, and the
+            # run's first step (plan) fails saying to run platform_bootstrap.
+            return {"acquired": True, "holder": holder, "bucket_missing": True}
+        if won:
             return self._verified(holder)
         held = self.current()
         if held is None:  # released between our write and our read: try once more
