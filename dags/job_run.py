@@ -7,6 +7,7 @@ import os
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS
+from hatchway.domain.jobs import request_param_schemas
 from hatchway.notifiers.kafka import KafkaStatusNotifier
 from hatchway.operators.jobs import (
     CleanupBucketsOperator,
@@ -21,7 +22,14 @@ from hatchway.operators.jobs import (
 
 # Runs beyond this wait queued: the INTERVENE limit of concurrent jobs (MAX_CONCURRENT_JOBS).
 MAX_CONCURRENT_JOBS = int(os.environ.get("HATCHWAY_MAX_CONCURRENT_JOBS", "10"))
+# The reason (the task's exception) is added to the trace; the run is named from the conf when
+# resolve failed before it could say.
 failed = KafkaStatusNotifier(event="Failed", trace_name="{{ ti.task_id }} failed")
+REQUEST_PARAM_TITLES = {
+    "globus_details": ("Globus details", "dir_path_on_guest_collection and files (each *.c4gh with a size)"),
+    "pipeline_param": ("Pipeline parameters", "id (INTP...), target_genomes, nxf_params_file"),
+    "secret_key_details": ("Secret key details", "secret_id (UUID4) and secret_id_version of the Crypt4GH key"),
+}
 
 with DAG(
     dag_id="job_run",
@@ -31,14 +39,11 @@ with DAG(
     dagrun_timeout=__import__("hatchway.jobs.stuck", fromlist=["_"]).run_timeout(),  # see run_reaper
     default_args=DEFAULT_ARGS,
     tags=["hatchway", "jobs", "intervene"],
-    params={
-        "globus_details": Param(type="object", title="Globus details",
-                                description="dir_path_on_guest_collection and files (each *.c4gh with a size)"),
-        "pipeline_param": Param(type="object", title="Pipeline parameters",
-                                description="id (INTP...), target_genomes, nxf_params_file"),
-        "secret_key_details": Param(type="object", title="Secret key details",
-                                    description="secret_id (UUID4) and secret_id_version of the Crypt4GH key"),
-    },
+    # The INTERVENE request as JSON-schema Params, generated from the pydantic model (pydantic
+    # only, a few ms at parse): the form and the REST API refuse a bad conf before a run exists.
+    params={name: Param(**{"title": titles[0], "description": titles[1], **schema})
+            for name, schema in request_param_schemas().items()
+            for titles in [REQUEST_PARAM_TITLES[name]]},
     doc_md="""
 ### Run one job
 The conf is a job request as the INTERVENE backend sends it (`job_intake` starts these runs

@@ -56,7 +56,8 @@ class _Strict(BaseModel):
 
 
 class GlobusFile(_Strict):
-    filename: str
+    # The patterns in json_schema_extra repeat a validator's rule for the trigger form only.
+    filename: str = Field(json_schema_extra={"pattern": r"\.c4gh$"})
     size: int = Field(gt=0, description="bytes; checked after the transfer")  # pyvatti GlobusFile.size gt=0
 
     @field_validator("filename")
@@ -89,9 +90,11 @@ class GlobusDetails(_Strict):
 
 
 class TargetGenome(_Strict):
-    sampleset: str = Field(min_length=1, max_length=64)
+    sampleset: str = Field(min_length=1, max_length=64,
+                           json_schema_extra={"pattern": "^(?!reference$)[A-Za-z0-9-]+$"})
     # pyvatti: coerce_numbers_to_str (the backend may send chrom 22 as a number).
-    chrom: str | None = Field(None, coerce_numbers_to_str=True)
+    chrom: str | None = Field(None, coerce_numbers_to_str=True,
+                              json_schema_extra={"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]})
     vcf_import_dosage: bool = False
     geno: str
     pheno: str
@@ -196,7 +199,7 @@ class NxfParamsFile(_Strict):
 
 
 class PipelineParam(_Strict):
-    id: str
+    id: str = Field(json_schema_extra={"pattern": "^INTP[0-9]{1,20}$"})
     target_genomes: list[TargetGenome] = Field(min_length=1, max_length=100)
     nxf_params_file: NxfParamsFile
 
@@ -210,10 +213,11 @@ class PipelineParam(_Strict):
 
 
 class SecretKeyDetails(_Strict):
-    secret_id: str
+    secret_id: str = Field(json_schema_extra={"pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB]"
+                                                         "[0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"})
     # pyvatti: coerce_numbers_to_str (a version may arrive as the number 1).
     secret_id_version: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
-                                   coerce_numbers_to_str=True)
+                                   coerce_numbers_to_str=True, json_schema_extra={"type": ["string", "number"]})
 
     @field_validator("secret_id")
     @classmethod
@@ -244,6 +248,42 @@ class JobRequest(_Strict):
                 raise ValueError(f"target genome {genome.sampleset!r} needs {missing} but globus_details.files "
                                  "has no matching .c4gh file")
         return self
+
+
+def request_errors(exc) -> str:
+    """A pydantic ``ValidationError`` of a request as one line: ``field.path: reason; ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
+
+
+def readable_job_id(data) -> str | None:
+    """The job id of a request that may be invalid elsewhere, if it is there and well-formed."""
+    try:
+        job_id = data["pipeline_param"]["id"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    return job_id if isinstance(job_id, str) and JOB_ID.match(job_id) else None
+
+
+def request_param_schemas() -> dict[str, dict]:
+    """The JSON schema of each top-level field of :class:`JobRequest`, for the ``job_run``
+    trigger form's Params: self-contained (every ``$ref`` inlined), so the UI and the REST API
+    refuse a conf that breaks a type, a pattern, a length or an allowed value before a run
+    exists. Rules across fields stay with the model (``resolve`` checks them).
+    """
+    schema = JobRequest.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline({**defs[node["$ref"].rsplit("/", 1)[-1]],
+                               **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {name: inline(field) for name, field in schema["properties"].items()}
 
 
 class JobEvent(str, Enum):

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from hatchway.domain.jobs import JOB_ID, JobEvent, JobNames, JobPlatformConfig, JobRequest
+from hatchway.domain.jobs import JobEvent, JobNames, JobPlatformConfig, JobRequest, readable_job_id, request_errors
 from hatchway.jobs.status import StatusSender, produce_and_flush
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,15 @@ def parse_request(raw: bytes | None, max_bytes: int) -> JobRequest:
     try:
         return JobRequest.model_validate(data)
     except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors())
-        raise InvalidRequest(f"schema: {errors}", _readable_job_id(raw)) from None
+        raise InvalidRequest(f"schema: {request_errors(exc)}", _readable_job_id(raw)) from None
 
 
 def _readable_job_id(raw: bytes) -> str | None:
     try:
-        job_id = json.loads(raw)["pipeline_param"]["id"]
+        data = json.loads(raw)
     except Exception:  # noqa: BLE001 - anything unreadable means no id
         return None
-    return job_id if isinstance(job_id, str) and JOB_ID.match(job_id) else None
+    return readable_job_id(data)
 
 
 @dataclass

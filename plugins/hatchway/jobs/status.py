@@ -1,11 +1,26 @@
-"""Status messages out to Kafka: keyed by run name, idempotent producer, flushed per message."""
+"""Status messages out to Kafka: keyed by run name, idempotent producer, flushed per message,
+each state once per run.
+
+Once per state, across task retries and lost delivery reports: the states a run has sent are
+recorded durably (:class:`VariableStatusRecord`, an Airflow Variable of the run: a retry runs
+in a new process, and the failure callback must read it too). A send records ``sending``
+first and ``sent`` after the broker's acknowledgement. The idempotent producer dedups only
+within one producer session, so when a retry finds ``sending`` (the earlier try died or lost
+its delivery report, and the message may or may not be on the broker) it reads the status
+topic from the offsets recorded with ``sending`` for the run's key: found, the state counts as sent and is
+not sent again; not found, it is sent. ``can_move`` refuses a state that does not follow the
+last one sent (Deployed after Succeeded).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from datetime import datetime, timezone
+from typing import Protocol
 
-from hatchway.domain.jobs import JobEvent, JobPlatformConfig, StatusMessage
+from hatchway.domain.jobs import JobEvent, JobPlatformConfig, StatusMessage, can_move
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +58,172 @@ def produce_and_flush(producer, topic: str, key: bytes, value: bytes, headers: l
         raise DeliveryError(f"message to {topic!r} not delivered: {errors or 'flush timed out'}")
 
 
+class StatusRecord(Protocol):
+    """Where a run's sent states are kept: ``{"sent": [event, ...], "sending": {"event", "at"} | None}``."""
+
+    def load(self) -> dict | None: ...
+
+    def save(self, record: dict) -> None: ...
+
+
+class VariableStatusRecord:
+    """A run's sent states in the Airflow Variable ``hatchway_job_status__<dag id>__<run id>``.
+
+    Durable (the metadata DB), outside every task's XCom (cleared when that task retries),
+    readable from tasks and their failure callbacks. Holds event names and times only.
+
+    :param dag_id: the run's DAG.
+    :param run_id: the run.
+    """
+
+    PREFIX = "hatchway_job_status__"
+
+    def __init__(self, dag_id: str, run_id: str):
+        self.key = f"{self.PREFIX}{dag_id}__{run_id}"[:250]
+
+    def load(self) -> dict | None:
+        from airflow.sdk import Variable
+
+        return Variable.get(self.key, default=None, deserialize_json=True)
+
+    def save(self, record: dict) -> None:
+        from airflow.sdk import Variable
+
+        Variable.set(self.key, record, description="status messages sent for this job run (hatchway)",
+                     serialize_json=True)
+
+
+def _status_consumer(config: JobPlatformConfig):
+    from confluent_kafka import Consumer
+
+    return Consumer({**kafka_settings(config.kafka_conn_id), "group.id": f"hatchway-status-check-{uuid.uuid4().hex}",
+                     "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+
+
+def topic_ends(config: JobPlatformConfig, timeout: float = 30.0) -> dict[str, int]:
+    """The end offset of every partition of the status topic now (``{"0": 12, ...}``).
+
+    Recorded before a send: a later check reads only what came after. (Offsets, not times:
+    librdkafka's mock cluster does not answer offsets-for-times.)
+    """
+    from confluent_kafka import TopicPartition
+
+    consumer = _status_consumer(config)
+    topic = config.status_topic
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        return {str(p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in partitions}
+    finally:
+        consumer.close()
+
+
+def topic_has(config: JobPlatformConfig, run_name: str, event: JobEvent, starts: dict[str, int],
+              timeout: float = 30.0) -> bool:
+    """Whether the status topic holds ``event`` for ``run_name`` after the offsets ``starts``
+    (from :func:`topic_ends` before the send), reading each partition to its end as it is now."""
+    import time
+
+    from confluent_kafka import TopicPartition
+
+    consumer = _status_consumer(config)
+    topic = config.status_topic
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        todo: dict[int, int] = {}
+        assign = []
+        for p in partitions:
+            start = starts.get(str(p), 0)
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if start < high:
+                todo[p] = high
+                assign.append(TopicPartition(topic, p, start))
+        if not assign:
+            return False
+        consumer.assign(assign)
+        key = run_name.encode()
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=1.0):
+                if message.error():
+                    continue
+                if message.key() == key:
+                    try:
+                        if json.loads(message.value()).get("event") == event.value:
+                            return True
+                    except ValueError:
+                        pass
+                if message.offset() + 1 >= todo.get(message.partition(), 0):
+                    todo.pop(message.partition(), None)
+        if todo:
+            raise DeliveryError(f"could not read {topic!r} to its end to check for {run_name} {event.value}")
+        return False
+    finally:
+        consumer.close()
+
+
 class StatusSender:
     """Sends one job's status messages; events the backend should not see are dropped here.
 
+    With a ``record``, each state is sent at most once per run and only in order (see the
+    module's docstring); without one (intake's Failed for a request that never got a run)
+    every call sends.
+
     :param config: job settings (topic, connection, which events are sent).
     :param producer: a confluent-kafka producer (default: from the Kafka connection).
+    :param record: where this run's sent states are kept.
     """
 
-    def __init__(self, config: JobPlatformConfig, producer=None):
+    def __init__(self, config: JobPlatformConfig, producer=None, record: StatusRecord | None = None):
         self.config = config
-        self.producer = producer or make_producer(config.kafka_conn_id)
+        self._producer = producer
+        self.record = record
+
+    @property
+    def producer(self):
+        if self._producer is None:
+            self._producer = make_producer(self.config.kafka_conn_id)
+        return self._producer
 
     def send(self, run_name: str, event: JobEvent, trace_name: str | None = None,
              trace_exit: int | None = None, now: datetime | None = None) -> StatusMessage | None:
         if event not in self.config.sent_events:
             return None
+        state = self._settle(run_name) if self.record is not None else None
+        if state is not None:
+            sent = [JobEvent(e) for e in state["sent"]]
+            if event in sent:
+                log.info("status %s: %s was sent already, not again", run_name, event.value)
+                return None
+            if not can_move(sent[-1] if sent else None, event):
+                log.warning("status %s: %s refused after %s (states only move forward)", run_name, event.value,
+                            sent[-1].value)
+                return None
         message = StatusMessage(run_name=run_name, utc_time=now or datetime.now(timezone.utc), event=event,
                                 trace_name=trace_name if event is JobEvent.FAILED else None,
                                 trace_exit=trace_exit if event is JobEvent.FAILED else None)
+        if state is not None:
+            state["sending"] = {"event": event.value, "at": datetime.now(timezone.utc).isoformat(),
+                                "after": topic_ends(self.config)}
+            self.record.save(state)
         produce_and_flush(self.producer, self.config.status_topic, run_name.encode(), message.to_json())
+        if state is not None:
+            state["sent"].append(event.value)
+            state["sending"] = None
+            self.record.save(state)
         log.info("status %s: %s", run_name, event.value)
         return message
+
+    def _settle(self, run_name: str) -> dict:
+        """The record, with an unfinished send of an earlier try settled against the topic."""
+        state = self.record.load() or {"sent": [], "sending": None}
+        pending = state.get("sending")
+        if pending:
+            event = JobEvent(pending["event"])
+            if topic_has(self.config, run_name, event, pending.get("after") or {}):
+                log.info("status %s: %s reached the topic although its delivery report was lost", run_name,
+                         event.value)
+                state["sent"].append(event.value)
+            state["sending"] = None
+            self.record.save(state)
+        return state

@@ -46,17 +46,34 @@ class JobOperator(BaseOperator):
         return JobNames(self.config.namespace, self.request(context).job_id)
 
     def send(self, context: Any, event: str, trace_name: str | None = None, trace_exit: int | None = None) -> None:
+        """Send ``event`` once for this run: the run's record (an Airflow Variable) keeps what was
+        sent, so a retried task or a lost delivery report sends nothing twice."""
         from hatchway.domain.jobs import JobEvent
-        from hatchway.jobs.status import StatusSender
+        from hatchway.jobs.status import StatusSender, VariableStatusRecord
 
-        StatusSender(self.config).send(self.names(context).run_name, JobEvent(event), trace_name, trace_exit)
+        dag_run = context["dag_run"]
+        StatusSender(self.config, record=VariableStatusRecord(dag_run.dag_id, dag_run.run_id)).send(
+            self.names(context).run_name, JobEvent(event), trace_name, trace_exit)
 
 
 class ResolveJobOperator(JobOperator):
-    """Validate the request, compute the names; Requested -> Created."""
+    """Validate the request, compute the names; Requested -> Created.
+
+    A bad request fails at once without retries (a retry cannot fix it); the failure callback
+    then sends Failed with the reason when the job id can be read.
+    """
 
     def execute(self, context: Any) -> dict[str, str]:
-        names = self.names(context)
+        from pydantic import ValidationError
+
+        from hatchway.domain.jobs import request_errors
+
+        try:
+            names = self.names(context)
+        except ValidationError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"invalid request: {request_errors(exc)}") from None
         context["ti"].xcom_push(key="run_name", value=names.run_name)
         self.send(context, "Requested")
         self.send(context, "Created")
