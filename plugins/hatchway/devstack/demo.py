@@ -60,15 +60,19 @@ class RunResult:
 
 def dev_stack(workdir: Path) -> DevStack:
     """:return: the (not yet started) local endpoints the DAGs talk to."""
-    return DevStack([MotoServer(region=REGION), GcsEmulator(), KafkaMockCluster(), SeqeraSimulator()], workdir)
+    from hatchway.devstack.inputs import InputsSource
+    from hatchway.devstack.jobs_demo import INPUTS_FOLDER
+
+    return DevStack([MotoServer(region=REGION), GcsEmulator(), KafkaMockCluster(), SeqeraSimulator(),
+                     InputsSource(INPUTS_FOLDER)], workdir)
 
 
 def airflow_env(stack: DevStack) -> dict[str, str]:
-    """:return: connections and variables that point Airflow's DAGs at ``stack``."""
-    from hatchway.devstack.jobs_demo import JOBS_CONFIG
+    """:return: connections and variables that point Airflow's DAGs at ``stack`` (started)."""
+    from hatchway.devstack.jobs_demo import jobs_config
 
     return {**stack.airflow_env(), "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(HATCHWAY_CONFIG),
-            "AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG": json.dumps(JOBS_CONFIG)}
+            "AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG": json.dumps(jobs_config(stack))}
 
 
 def run_lifecycle(

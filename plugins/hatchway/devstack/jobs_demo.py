@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[3]
 NAMESPACE = "demo"
 JOBS_CONFIG = {"namespace": NAMESPACE, "poll_interval_seconds": 2, "timeout_seconds": 120,
                "deployed_timeout_seconds": 300, "bucket_location": "EUROPE-WEST2"}
+EXAMPLE = json.loads((REPO / "include/examples/intervene-job-request.json").read_text())
+# The collection folder the example request names: the dev stack's inputs source serves it.
+INPUTS_FOLDER = EXAMPLE["globus_details"]["dir_path_on_guest_collection"]
+
+
+def jobs_config(stack) -> dict:
+    """The jobs Variable for a started dev stack: the transfer reads the stack's inputs source."""
+    helm = {"seqera_secret_name": "seqera-credentials", **stack["inputs"].helm_settings()}
+    return {**JOBS_CONFIG, "helm": helm}
 
 
 @dataclass
@@ -31,21 +40,23 @@ class JobOutcome:
         return self.state == self.expected
 
 
-def example_request(job_id: str) -> dict:
-    body = json.loads((REPO / "include/examples/intervene-job-request.json").read_text())
-    body = copy.deepcopy(body)
+def example_request(job_id: str, files: list[dict] | None = None) -> dict:
+    """The example request for ``job_id``; ``files``: the inputs source's (encrypted sizes)."""
+    body = copy.deepcopy(EXAMPLE)
     body["pipeline_param"]["id"] = job_id
+    if files is not None:
+        body["globus_details"]["files"] = files
     return body
 
 
-def send_requests(bootstrap: str, job_ids: list[str], timeout: float = 60) -> None:
+def send_requests(bootstrap: str, job_ids: list[str], files: list[dict] | None = None, timeout: float = 60) -> None:
     """Produce one example request per job id and wait until the broker has them all."""
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": int(timeout * 1000)})
     errors: list = []
     for job_id in job_ids:
-        producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id)).encode(),
+        producer.produce("pipeline-launch", key=job_id.encode(), value=json.dumps(example_request(job_id, files)).encode(),
                          on_delivery=lambda err, _msg: errors.append(err) if err else None)
     if producer.flush(timeout) or errors:
         raise RuntimeError(f"job requests not delivered to Kafka within {timeout:.0f}s: {errors or 'flush timed out'}")
@@ -68,7 +79,7 @@ def run_jobs(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None
         client.unpause(dag_id)
     for job_id, _, course in jobs:
         seqera.set_course(JobNames(NAMESPACE, job_id).run_name, **course)
-    send_requests(kafka.bootstrap, [job_id for job_id, _, _ in jobs])
+    send_requests(kafka.bootstrap, [job_id for job_id, _, _ in jobs], stack["inputs"].files())
     out(f"sent {len(jobs)} job requests to Kafka topic pipeline-launch")
     outcomes = []
     for job_id, expected, _ in jobs:
@@ -122,7 +133,7 @@ def cancel_job(client: AirflowClient, stack, *, on_poll: Callable[[], None] | No
     names = JobNames(NAMESPACE, job_id)
     stack["seqera"].set_course(names.run_name, kind="running")
     client.unpause("job_intake")
-    send_requests(stack["kafka"].bootstrap, [job_id])
+    send_requests(stack["kafka"].bootstrap, [job_id], stack["inputs"].files())
     t0 = time.monotonic()
     client.wait_for_new_run("job_run", names.dag_run_id, on_poll=on_poll)
     deadline = time.monotonic() + timeout
