@@ -47,7 +47,8 @@ def test_idle_workspace_is_handed_to_teardown_and_active_one_is_not(aws, airflow
     assert xcom_values(run)["queue_quota:return_value"]["job_queues"] == 2
 
 
-def test_orphans_are_reported_then_deleted_only_when_asked(aws, airflow_db):
+def test_orphans_are_reported_then_deleted_only_when_asked(aws, airflow_db, set_config):
+    set_config(orphan_grace_hours=0)  # the ghost's resources are made just now
     _provision("alice")
     ghost = workspace_tags(CONFIG, WorkspaceRequest(workspace="ghost", owner="gone@example.org"))
     aws.iam.create_user(UserName="hatchway-ghost-user", Path="/hatchway/", Tags=tag_list(ghost))
@@ -65,3 +66,33 @@ def test_orphans_are_reported_then_deleted_only_when_asked(aws, airflow_db):
     assert xcom_values(sweep)["sweep_orphans:return_value"]["deleted"] == 2
     assert inventory(aws, "ghost") == []
     assert {r.kind for r in inventory(aws, "alice")} >= {"iam_user", "vpc", "job_queue"}
+
+
+def _ghost(aws, name: str = "ghost") -> None:
+    """Tagged resources of a workspace with no record, as a provision leaves them before ``record``."""
+    tags = workspace_tags(CONFIG, WorkspaceRequest(workspace=name, owner="gone@example.org"))
+    aws.iam.create_user(UserName=f"hatchway-{name}-user", Path="/hatchway/", Tags=tag_list(tags))
+    aws.ec2.create_vpc(CidrBlock="10.7.0.0/16",
+                       TagSpecifications=[{"ResourceType": "vpc", "Tags": tag_list({**tags, "Name": name})}])
+
+
+def test_a_provision_in_flight_is_never_swept(aws, airflow_db, set_config):
+    from hatchway.workspace.lock import WorkspaceLock
+    from hatchway.workspace.reaper import sweep_orphans
+
+    _provision()
+    _ghost(aws)
+    # Younger than the grace period: not an orphan, even when deleting.
+    young = sweep_orphans(aws, CONFIG, delete=True)
+    assert young["in_flight"] == ["ghost"] and young["deleted"] == 0 and len(inventory(aws, "ghost")) == 2
+
+    # Past the grace period, but a lifecycle run of the workspace holds its lock.
+    no_grace = CONFIG.model_copy(update={"orphan_grace_hours": 0})
+    assert WorkspaceLock(aws, no_grace, "ghost").acquire("workspace_provision/run-1")["acquired"]
+    locked = sweep_orphans(aws, no_grace, delete=True)
+    assert locked["in_flight"] == ["ghost"] and len(inventory(aws, "ghost")) == 2
+
+    # The run is over (lock released) and the grace period has passed: swept.
+    WorkspaceLock(aws, no_grace, "ghost").release("workspace_provision/run-1")
+    swept = sweep_orphans(aws, no_grace, delete=True)
+    assert swept["in_flight"] == [] and swept["deleted"] == 2 and inventory(aws, "ghost") == []

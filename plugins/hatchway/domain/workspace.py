@@ -70,6 +70,8 @@ class PlatformConfig(BaseModel):
     allowed_buckets: list[str] = Field(default_factory=list)
     expiry_days: int = Field(30, ge=1)
     idle_ttl_hours: int = Field(72, ge=1)
+    orphan_grace_hours: float = Field(
+        1, ge=0, description="a tagged resource younger than this is never an orphan (a provision in flight)")
     cost_tag_key: str = "hatchway:cost-center"
     kubernetes_conn_id: str | None = None
     compute_wait_delay: int = Field(30, ge=1, description="seconds between CE status polls (deferred)")

@@ -246,7 +246,7 @@ class TeardownStepOperator(HatchwayAwsOperator):
         if self.ONLY_WHEN_PURGE.get(self.step, request.purge) != request.purge:
             raise AirflowSkipException(f"{self.step} runs only with purge={not request.purge}")
         if self.step == "purge_resources":
-            found = inventory(self.clients, request.workspace)
+            found = inventory(self.clients, request.workspace, platform=self.config.prefix)
             deleted = delete_resources(self.clients, found)
             return {"deleted": len(deleted), "kinds": sorted({r.kind for r in found})}
         record = read_record(self.clients, self.config, request.workspace)
@@ -282,13 +282,14 @@ class PlatformStepOperator(HatchwayAwsOperator):
 class ReaperOperator(HatchwayAwsOperator):
     """One pass of the workspace reaper.
 
-    :param action: ``find_idle`` (confs for ``workspace_teardown``), ``sweep_orphans`` or ``queue_quota``.
+    :param action: ``find_idle`` (confs for ``workspace_teardown``), ``sweep_expired`` (delete the data
+        of torn-down workspaces past their expiry), ``sweep_orphans`` or ``queue_quota``.
     :param idle_ttl_hours: override of the configured TTL (templated, optional).
     :param delete_orphans: delete tagged resources of no known workspace (templated).
     """
 
     template_fields: Sequence[str] = ("idle_ttl_hours", "delete_orphans")
-    ACTIONS = ("find_idle", "sweep_orphans", "queue_quota")
+    ACTIONS = ("find_idle", "sweep_expired", "sweep_orphans", "queue_quota")
 
     def __init__(self, *, action: str, idle_ttl_hours: int | str | None = None,
                  delete_orphans: bool | str = False, **kwargs: Any):
@@ -306,6 +307,8 @@ class ReaperOperator(HatchwayAwsOperator):
             ttl = int(self.idle_ttl_hours) if self.idle_ttl_hours not in (None, "", "None") else None
             return [{"workspace": w, "purge": False}
                     for w in reaper.find_idle(self.clients, self.config, ttl_hours=ttl)]
+        if self.action == "sweep_expired":
+            return reaper.sweep_expired(self.clients, self.config, holder=lock_holder(context))
         if self.action == "sweep_orphans":
             delete = self.delete_orphans in (True, "True", "true")
             return reaper.sweep_orphans(self.clients, self.config, delete=delete)

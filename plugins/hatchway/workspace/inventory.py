@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from hatchway.domain.workspace import TAG_OWNER, TAG_WORKSPACE
+from hatchway.domain.workspace import TAG_OWNER, TAG_PLATFORM, TAG_WORKSPACE
 from hatchway.workspace import iam
 from hatchway.workspace.clients import AwsClients, is_not_found, tag_dict
 from hatchway.workspace.iam import IAM_PATH
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 
 # Deletion order: what depends on a resource goes before it.
 KINDS = (
-    "secret", "iam_user", "iam_role", "iam_policy", "job_queue", "compute_environment",
-    "ec2_instance", "route_table", "security_group", "subnet", "internet_gateway", "vpc",
+    "secret", "iam_user", "iam_role", "iam_policy", "job_queue", "compute_environment", "launch_template",
+    "ec2_instance", "vpc_endpoint", "route_table", "security_group", "subnet", "internet_gateway", "vpc",
 )
 
 
@@ -36,18 +37,33 @@ class Resource:
     workspace: str
     owner: str
     state: str
+    #: the deployment (``hatchway:platform``, its prefix) that made it
+    platform: str = ""
+    #: when AWS says it was made (ISO 8601), where the API tells; not part of its identity
+    created: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
+    def age_seconds(self, now: datetime) -> float | None:
+        return (now - datetime.fromisoformat(self.created)).total_seconds() if self.created else None
 
-def _resource(kind: str, rid: str, name: str, tags: dict[str, str], state: str) -> Resource:
-    return Resource(kind, rid, name, tags.get(TAG_WORKSPACE, ""), tags.get(TAG_OWNER, ""), state)
+
+def _resource(kind: str, rid: str, name: str, tags: dict[str, str], state: str,
+              created: datetime | None = None) -> Resource:
+    return Resource(kind, rid, name, tags.get(TAG_WORKSPACE, ""), tags.get(TAG_OWNER, ""), state,
+                    tags.get(TAG_PLATFORM, ""), created.isoformat() if created else "")
 
 
-def inventory(clients: AwsClients, workspace: str | None = None) -> list[Resource]:
-    """Every live resource carrying ``hatchway:workspace`` (equal to ``workspace`` when given)."""
-    found = [r for r in _all(clients) if r.workspace and (workspace is None or r.workspace == workspace)]
+def inventory(clients: AwsClients, workspace: str | None = None, *, platform: str | None = None) -> list[Resource]:
+    """Every live resource carrying ``hatchway:workspace`` (equal to ``workspace`` when given).
+
+    :param platform: only the resources of this deployment (its ``hatchway:platform`` tag, the
+        config's ``prefix``): purges and sweeps pass it, so two deployments in one account never
+        touch each other's resources.
+    """
+    found = [r for r in _all(clients) if r.workspace and (workspace is None or r.workspace == workspace)
+             and (platform is None or r.platform == platform)]
     return sorted(found, key=lambda r: (r.workspace, KINDS.index(r.kind), r.name))
 
 
@@ -64,7 +80,8 @@ def _secrets(clients: AwsClients) -> Iterator[Resource]:
         for secret in page["SecretList"]:
             if secret.get("DeletedDate"):
                 continue
-            yield _resource("secret", secret["ARN"], secret["Name"], tag_dict(secret.get("Tags")), "stored")
+            yield _resource("secret", secret["ARN"], secret["Name"], tag_dict(secret.get("Tags")), "stored",
+                            secret.get("CreatedDate"))
 
 
 def _iam(clients: AwsClients) -> Iterator[Resource]:
@@ -73,16 +90,17 @@ def _iam(clients: AwsClients) -> Iterator[Resource]:
         for user in page["Users"]:
             tags = tag_dict(client.list_user_tags(UserName=user["UserName"])["Tags"])
             keys = client.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
-            yield _resource("iam_user", user["Arn"], user["UserName"], tags, f"{len(keys)} key(s)")
+            yield _resource("iam_user", user["Arn"], user["UserName"], tags, f"{len(keys)} key(s)",
+                            user.get("CreateDate"))
     for page in client.get_paginator("list_roles").paginate(PathPrefix=IAM_PATH):
         for role in page["Roles"]:
             tags = tag_dict(client.list_role_tags(RoleName=role["RoleName"])["Tags"])
-            yield _resource("iam_role", role["Arn"], role["RoleName"], tags, "present")
+            yield _resource("iam_role", role["Arn"], role["RoleName"], tags, "present", role.get("CreateDate"))
     for page in client.get_paginator("list_policies").paginate(Scope="Local", PathPrefix=IAM_PATH):
         for policy in page["Policies"]:
             tags = tag_dict(client.list_policy_tags(PolicyArn=policy["Arn"])["Tags"])
             yield _resource("iam_policy", policy["Arn"], policy["PolicyName"], tags,
-                            f"{policy.get('AttachmentCount', 0)} attachment(s)")
+                            f"{policy.get('AttachmentCount', 0)} attachment(s)", policy.get("CreateDate"))
 
 
 def _batch(clients: AwsClients) -> Iterator[Resource]:
@@ -108,7 +126,18 @@ def _ec2(clients: AwsClients) -> Iterator[Resource]:
             "Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])["Reservations"]:
         for inst in reservation["Instances"]:
             tags = tag_dict(inst.get("Tags"))
-            yield _resource("ec2_instance", inst["InstanceId"], tags.get("Name", ""), tags, inst["State"]["Name"])
+            yield _resource("ec2_instance", inst["InstanceId"], tags.get("Name", ""), tags, inst["State"]["Name"],
+                            inst.get("LaunchTime"))
+    for template in ec2.describe_launch_templates(Filters=tagged)["LaunchTemplates"]:
+        tags = tag_dict(template.get("Tags"))
+        yield _resource("launch_template", template["LaunchTemplateId"], template["LaunchTemplateName"], tags,
+                        f"version {template.get('LatestVersionNumber')}")
+    for endpoint in ec2.describe_vpc_endpoints(Filters=tagged)["VpcEndpoints"]:
+        if endpoint.get("State", "").lower() in ("deleted", "deleting"):
+            continue
+        tags = tag_dict(endpoint.get("Tags"))
+        yield _resource("vpc_endpoint", endpoint["VpcEndpointId"], tags.get("Name", endpoint["VpcEndpointId"]),
+                        tags, endpoint.get("State", "present"))
     listings = (
         ("route_table", "describe_route_tables", "RouteTables", "RouteTableId"),
         ("security_group", "describe_security_groups", "SecurityGroups", "GroupId"),
@@ -217,7 +246,9 @@ _DELETE = {
     "iam_policy": lambda c, r, w: iam.delete_policy(c.iam, r.id),
     "job_queue": _delete_queue,
     "compute_environment": _delete_ce,
+    "launch_template": lambda c, r, w: c.ec2.delete_launch_template(LaunchTemplateId=r.id),
     "ec2_instance": _delete_instance,
+    "vpc_endpoint": lambda c, r, w: c.ec2.delete_vpc_endpoints(VpcEndpointIds=[r.id]),
     "route_table": _delete_route_table,
     "security_group": lambda c, r, w: c.ec2.delete_security_group(GroupId=r.id),
     "subnet": lambda c, r, w: c.ec2.delete_subnet(SubnetId=r.id),

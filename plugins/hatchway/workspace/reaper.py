@@ -1,4 +1,4 @@
-"""The reaper's checks: idle workspaces, orphaned resources, the job-queue quota."""
+"""The reaper's checks: idle workspaces, expired data, orphaned resources, the job-queue quota."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from hatchway.domain.workspace import PlatformConfig, WorkspaceState, utcnow
+from hatchway.workspace import expiry
 from hatchway.workspace.clients import AwsClients
 from hatchway.workspace.inventory import delete_resources, inventory, summary
 from hatchway.workspace.provision import list_records
@@ -25,14 +26,41 @@ def find_idle(clients: AwsClients, config: PlatformConfig, ttl_hours: int | None
     return sorted(idle)
 
 
-def sweep_orphans(clients: AwsClients, config: PlatformConfig, delete: bool) -> dict[str, Any]:
-    """Resources tagged with a workspace that has no record; deleted when ``delete`` is set."""
+def sweep_expired(clients: AwsClients, config: PlatformConfig, holder: str) -> dict[str, Any]:
+    """Delete the data of torn-down workspaces whose expiry has passed (see :mod:`hatchway.workspace.expiry`)."""
+    return expiry.sweep(clients, config, holder)
+
+
+def sweep_orphans(clients: AwsClients, config: PlatformConfig, delete: bool,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """This deployment's resources tagged with a workspace that has no record; deleted when ``delete``.
+
+    A provision makes its resources before it writes the record, so a workspace is never
+    orphaned while a lifecycle run holds its lock, nor while any of its resources is younger
+    than ``orphan_grace_hours`` (where AWS tells a creation time): those are reported as
+    ``in_flight`` and left alone.
+    """
+    from hatchway.workspace.lock import WorkspaceLock
+
+    now = now or utcnow()
+    grace = config.orphan_grace_hours * 3600
     known = {r.workspace for r in list_records(clients, config)}
-    orphans = [r for r in inventory(clients) if r.workspace not in known]
+    candidates = [r for r in inventory(clients, platform=config.prefix) if r.workspace not in known]
+    in_flight = set()
+    for workspace in sorted({r.workspace for r in candidates}):
+        held = WorkspaceLock(clients, config, workspace).current()
+        young = any((age := r.age_seconds(now)) is not None and age < grace
+                    for r in candidates if r.workspace == workspace)
+        if young or (held and not held.expired(now)):
+            in_flight.add(workspace)
+    orphans = [r for r in candidates if r.workspace not in in_flight]
     for r in orphans:
         log.warning("orphan %s %s (workspace %s, owner %s)", r.kind, r.name, r.workspace, r.owner)
+    if in_flight:
+        log.info("not orphans yet (a lifecycle run holds the lock, or younger than %s h): %s",
+                 config.orphan_grace_hours, sorted(in_flight))
     deleted = delete_resources(clients, orphans) if delete and orphans else []
-    return {"orphans": summary(orphans), "deleted": len(deleted)}
+    return {"orphans": summary(orphans), "deleted": len(deleted), "in_flight": sorted(in_flight)}
 
 
 def queue_quota(clients: AwsClients, config: PlatformConfig) -> dict[str, Any]:
