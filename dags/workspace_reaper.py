@@ -1,4 +1,4 @@
-"""workspace_reaper: tear down idle workspaces, report (and remove) orphans, watch the queue quota."""
+"""workspace_reaper: tear down idle workspaces, delete expired data, report (and remove) orphans, watch the queue quota."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ with DAG(
     doc_md="""
 ### Reap workspaces
 Hourly: workspaces idle past the TTL are handed to `workspace_teardown` (data kept);
+the data of torn-down workspaces past their expiry is deleted (`sweep_expired`);
 resources tagged `hatchway:workspace` for no known workspace are listed in the
 `sweep_orphans` XCom and log, and deleted when `delete_orphans` is set; the Batch
 job-queue count is reported against the account limit.
@@ -38,5 +39,6 @@ job-queue count is reported against the account limit.
         task_id="teardown_idle", trigger_dag_id="workspace_teardown",
         trigger_run_id="reaper__{{ run_id }}__{{ ti.map_index }}",
     ).expand(conf=idle.output)
+    ReaperOperator(task_id="sweep_expired", action="sweep_expired")
     ReaperOperator(task_id="sweep_orphans", action="sweep_orphans", delete_orphans="{{ params.delete_orphans }}")
     ReaperOperator(task_id="queue_quota", action="queue_quota")

@@ -22,8 +22,8 @@ with DAG(
     doc_md="""
 ### Tear down a workspace
 Deletes every access key of the user (and the stored copy), stops the Squid proxy and
-disables the job queue. Without `purge`, the data stays and an S3 lifecycle rule on the
-user's prefix expires it after `expiry_days`. With `purge=true`, every resource tagged
+disables the job queue. Without `purge`, the data stays and is marked to expire after
+`expiry_days` (`workspace_reaper` deletes it then; a re-provision lifts the expiry). With `purge=true`, every resource tagged
 for the workspace is deleted in dependency order, data and record included.
 """,
 ) as dag:

@@ -18,6 +18,14 @@ def _s3_action(action: str) -> str:
     parts = path.strip("/").split("/", 1)
     if "lifecycle" in query:
         return {"GET": "s3:GetLifecycleConfiguration"}.get(method, "s3:PutLifecycleConfiguration")
+    if "versioning" in query:
+        return "s3:GetBucketVersioning" if method == "GET" else "s3:PutBucketVersioning"
+    if "versions" in query:
+        return "s3:ListBucketVersions"
+    if "uploadId" in query:
+        return "s3:AbortMultipartUpload" if method == "DELETE" else "s3:PutObject"
+    if "uploads" in query and len(parts) == 1:
+        return "s3:ListBucketMultipartUploads"
     if "publicAccessBlock" in query:
         return "s3:GetBucketPublicAccessBlock" if method == "GET" else "s3:PutBucketPublicAccessBlock"
     if "tagging" in query:
@@ -26,7 +34,7 @@ def _s3_action(action: str) -> str:
         if method == "PUT":
             return "s3:CreateBucket"
         if method == "POST" and "delete" in query:
-            return "s3:DeleteObject"
+            return "s3:DeleteObject"  # DeleteObjects: s3:DeleteObjectVersion too when it names versions
         return "s3:ListBucket"
     return {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
             "DELETE": "s3:DeleteObject"}[method]
@@ -51,4 +59,7 @@ def test_operator_policy_covers_every_call_of_every_lifecycle(aws, airflow_db, m
     missing = sorted(a for a in used if a.lower() not in granted and a not in FREE)
     assert missing == []
     assert len(used) > 40
-    assert {"s3:PutLifecycleConfiguration", "s3:PutBucketPublicAccessBlock", "s3:CreateBucket"} <= used
+    assert {"s3:PutBucketPublicAccessBlock", "s3:CreateBucket", "s3:GetBucketVersioning",
+            "s3:ListBucketMultipartUploads"} <= used
+    # Expiry is Hatchway's own markers, not the bucket's one shared lifecycle configuration.
+    assert "s3:PutLifecycleConfiguration" not in used

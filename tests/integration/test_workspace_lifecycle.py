@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
-from hatchway.domain.workspace import TAG_OWNER, TAG_WORKSPACE
+from conftest import TEST_CONFIG
+from hatchway.domain.workspace import TAG_OWNER, TAG_WORKSPACE, PlatformConfig, utcnow
+from hatchway.workspace import expiry
 from hatchway.workspace.inventory import inventory
 from support import run_dag, task_states
 
 ALICE = {"workspace": "alice", "owner": "alice@example.org"}
-KINDS = {"secret", "iam_user", "iam_role", "iam_policy", "job_queue", "compute_environment", "ec2_instance",
-         "route_table", "security_group", "subnet", "internet_gateway", "vpc"}
+CONFIG = PlatformConfig(**TEST_CONFIG)
+KINDS = {"secret", "iam_user", "iam_role", "iam_policy", "job_queue", "compute_environment", "launch_template",
+         "ec2_instance", "vpc_endpoint", "route_table", "security_group", "subnet", "internet_gateway", "vpc"}
 
 
 @pytest.fixture
@@ -74,8 +78,9 @@ def test_teardown_revokes_keys_stops_squid_and_keeps_data_with_expiry(bootstrapp
     squid = [r for r in inventory(aws, "alice") if r.kind == "ec2_instance"]
     assert [r.state for r in squid] in (["stopped"], ["stopping"])
     assert aws.s3.get_object(Bucket="hatchway-test-data", Key="alice/results.txt")["Body"].read() == b"keep me"
-    rules = aws.s3.get_bucket_lifecycle_configuration(Bucket="hatchway-test-data")["Rules"]
-    assert [(r["Filter"]["Prefix"], r["Expiration"]["Days"]) for r in rules] == [("alice/", 30)]
+    [marked] = expiry.pending(aws, CONFIG)
+    assert (marked.workspace, marked.prefix) == ("alice", "alice/")
+    assert timedelta(days=29, hours=23) < marked.expires_at - utcnow() <= timedelta(days=30)
     assert task_states(run)["purge_resources"] == "skipped"
 
 
@@ -100,10 +105,7 @@ def test_reprovision_after_teardown_restores_access_and_lifts_expiry(bootstrappe
     assert len(aws.iam.list_access_keys(UserName="hatchway-alice-user")["AccessKeyMetadata"]) == 1
     queue = aws.batch.describe_job_queues(jobQueues=["hatchway-alice-queue"])["jobQueues"][0]
     assert queue["state"] == "ENABLED"
-    from botocore.exceptions import ClientError
-
-    with pytest.raises(ClientError):
-        aws.s3.get_bucket_lifecycle_configuration(Bucket="hatchway-test-data")
+    assert expiry.pending(aws, CONFIG) == []
 
 
 def test_provision_for_another_owner_is_refused(bootstrapped):

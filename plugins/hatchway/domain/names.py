@@ -27,6 +27,7 @@ _BATCH_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _OWNER = re.compile(r"^[a-z0-9][a-z0-9._@+-]*$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
+_LAUNCH_TEMPLATE = re.compile(r"^[A-Za-z0-9().\-/_]{3,128}$")
 
 
 class NameError_(ValueError):
@@ -100,6 +101,12 @@ def check_batch_name(value: str) -> str:
     return value
 
 
+def check_launch_template_name(value: str) -> str:
+    if not _LAUNCH_TEMPLATE.fullmatch(value):
+        raise NameError_(f"launch template name {value!r} must be 3-128 letters, digits or ( ) . - / _")
+    return value
+
+
 def check_dns1123_label(value: str) -> str:
     if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
         raise NameError_(f"{value!r} is not a DNS-1123 label (Kubernetes names): at most 63 of a-z 0-9 '-'")
@@ -139,7 +146,6 @@ class WorkspaceNames:
     kubernetes_secret = property(lambda self: "hatchway-aws-access-key")
     record_key = property(lambda self: f".hatchway/workspaces/{self.workspace}.json")
     lock_key = property(lambda self: f".hatchway/locks/{self.workspace}.json")
-    lifecycle_rule_id = property(lambda self: f"{self.prefix}-expire-{self.workspace}")
 
     @property
     def share_identifier(self) -> str:
@@ -170,6 +176,9 @@ class NetworkNames:
 
     base: str
 
+    def __post_init__(self) -> None:
+        check_launch_template_name(self.launch_template)
+
     vpc = property(lambda self: f"{self.base}-vpc")
     private_subnet = property(lambda self: f"{self.base}-private")
     proxy_subnet = property(lambda self: f"{self.base}-proxy")
@@ -179,3 +188,6 @@ class NetworkNames:
     squid = property(lambda self: f"{self.base}-squid")
     squid_security_group = property(lambda self: f"{self.base}-squid-sg")
     batch_security_group = property(lambda self: f"{self.base}-batch-sg")
+    # The Batch instances' launch template (their proxy settings) and the S3 gateway endpoint.
+    launch_template = property(lambda self: f"{self.base}-batch-lt")
+    s3_endpoint = property(lambda self: f"{self.base}-s3")

@@ -6,14 +6,17 @@ makes; both are found again by their Name tag and the platform tag, never create
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from hatchway.domain.names import NetworkNames
 from hatchway.domain.workspace import DEFAULT_PROXY_DOMAINS, TAG_PLATFORM
-from hatchway.workspace.clients import AwsClients, tag_dict, tag_list
-from hatchway.workspace.egress import SQUID_PORT, squid_user_data
+from hatchway.workspace.clients import AwsClients, error_code, tag_dict, tag_list
+from hatchway.workspace.egress import SQUID_PORT, batch_user_data, squid_user_data
 
 ALIVE = ["pending", "running", "stopping", "stopped"]
 
@@ -24,6 +27,10 @@ class Network:
     private_subnet_ids: list[str]
     batch_security_group_id: str
     squid_instance_id: str | None
+    # Where the Batch instances' launch template points their proxy settings.
+    squid_private_ip: str | None = None
+    # The launch template every compute environment of this network launches its instances from.
+    launch_template_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,10 +90,12 @@ class NetworkEnsurer:
         proxy = self._ensure_subnet(vpc_id, self.names.proxy_subnet, str(proxy_block), zones[0])
         squid_sg = self._ensure_security_group(vpc_id, self.names.squid_security_group, squid=True)
         batch_sg = self._ensure_security_group(vpc_id, self.names.batch_security_group, squid=False)
-        squid_id, squid_eni = self._ensure_squid(proxy, squid_sg)
+        squid_id, squid_eni, squid_ip = self._ensure_squid(proxy, squid_sg)
         self._ensure_route_table(vpc_id, self.names.public_route_table, [proxy], gateway_id=igw_id)
-        self._ensure_route_table(vpc_id, self.names.private_route_table, private, eni_id=squid_eni)
-        return Network(vpc_id, private, batch_sg, squid_id)
+        private_table = self._ensure_route_table(vpc_id, self.names.private_route_table, private, eni_id=squid_eni)
+        self._ensure_s3_endpoint(vpc_id, [private_table])
+        template = self.ensure_launch_template(squid_ip)["id"] if squid_ip else None
+        return Network(vpc_id, private, batch_sg, squid_id, squid_ip, template)
 
     def _ensure_vpc(self) -> str:
         vpcs = self.ec2.describe_vpcs(Filters=self._filters(self.names.vpc))["Vpcs"]
@@ -150,7 +159,7 @@ class NetworkEnsurer:
         instances = [i for r in reservations for i in r["Instances"]]
         return instances[0] if instances else None
 
-    def _ensure_squid(self, subnet_id: str, group_id: str) -> tuple[str, str]:
+    def _ensure_squid(self, subnet_id: str, group_id: str) -> tuple[str, str, str | None]:
         instance = self.find_squid()
         if instance is None:
             instance = self.ec2.run_instances(
@@ -166,7 +175,9 @@ class NetworkEnsurer:
             self._converge_tags(instance["InstanceId"], instance.get("Tags"), self.names.squid)
             if instance["State"]["Name"] == "stopped":
                 self.ec2.start_instances(InstanceIds=[instance["InstanceId"]])
-        return instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        eni = instance["NetworkInterfaces"][0]
+        return (instance["InstanceId"], eni["NetworkInterfaceId"],
+                instance.get("PrivateIpAddress") or eni.get("PrivateIpAddress"))
 
     def _ensure_route_table(self, vpc_id: str, name: str, subnet_ids: list[str], *,
                             gateway_id: str | None = None, eni_id: str | None = None) -> str:
@@ -192,9 +203,77 @@ class NetworkEnsurer:
                 self.ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
         return table_id
 
+    def _ensure_s3_endpoint(self, vpc_id: str, route_table_ids: list[str]) -> str:
+        """An S3 gateway endpoint on the private route tables: job data goes to S3 directly, not through Squid."""
+        service = f"com.amazonaws.{self.ec2.meta.region_name}.s3"
+        name = self.names.s3_endpoint
+        found = [e for e in self.ec2.describe_vpc_endpoints(Filters=self._filters(name))["VpcEndpoints"]
+                 if e["VpcId"] == vpc_id and e["ServiceName"] == service
+                 and e.get("State", "").lower() not in ("deleted", "deleting", "failed", "rejected")]
+        if not found:
+            return self.ec2.create_vpc_endpoint(
+                VpcId=vpc_id, ServiceName=service, VpcEndpointType="Gateway", RouteTableIds=route_table_ids,
+                TagSpecifications=self._spec("vpc-endpoint", name))["VpcEndpoint"]["VpcEndpointId"]
+        endpoint = found[0]
+        self._converge_tags(endpoint["VpcEndpointId"], endpoint.get("Tags"), name)
+        missing = [t for t in route_table_ids if t not in endpoint.get("RouteTableIds", [])]
+        if missing:
+            self.ec2.modify_vpc_endpoint(VpcEndpointId=endpoint["VpcEndpointId"], AddRouteTableIds=missing)
+        return endpoint["VpcEndpointId"]
+
+    def ensure_launch_template(self, proxy_host: str) -> dict[str, str]:
+        """The Batch instances' launch template, its user data pointing them at Squid on ``proxy_host``.
+
+        Found by name; a user data that differs (Squid replaced, another VPC range) becomes a
+        new version, which the compute environment (on ``$Latest``) uses from its next
+        infrastructure update or replacement. Returns the template's id, name and version.
+        """
+        name = self.names.launch_template
+        wanted = batch_user_data(proxy_host, str(self.cidr))
+        found = self.ec2.describe_launch_templates(
+            Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+        data = {"UserData": base64.b64encode(wanted.encode()).decode(),
+                "TagSpecifications": [{"ResourceType": kind, "Tags": tag_list({**self.tags, "Name": name})}
+                                      for kind in ("instance", "volume")]}
+        if not found:
+            try:
+                template = self.ec2.create_launch_template(
+                    LaunchTemplateName=name, LaunchTemplateData=data,
+                    VersionDescription="Batch instances behind the network's Squid proxy",
+                    TagSpecifications=self._spec("launch-template", name))["LaunchTemplate"]
+                return {"id": template["LaunchTemplateId"], "name": name,
+                        "version": str(template["LatestVersionNumber"])}
+            except ClientError as exc:
+                # Two workspaces ensuring the shared network at once: the other one made it.
+                if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
+                    raise
+                found = self.ec2.describe_launch_templates(
+                    Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+        template = found[0]
+        template_id = template["LaunchTemplateId"]
+        self._converge_tags(template_id, template.get("Tags"), name)
+        latest = self.ec2.describe_launch_template_versions(
+            LaunchTemplateId=template_id, Versions=["$Latest"])["LaunchTemplateVersions"][0]
+        if _user_data(latest.get("LaunchTemplateData", {}).get("UserData")) == wanted:
+            return {"id": template_id, "name": name, "version": str(latest["VersionNumber"])}
+        version = self.ec2.create_launch_template_version(
+            LaunchTemplateId=template_id, LaunchTemplateData=data, SourceVersion=str(latest["VersionNumber"]),
+            VersionDescription="proxy settings changed")["LaunchTemplateVersion"]
+        return {"id": template_id, "name": name, "version": str(version["VersionNumber"])}
+
     def stop_squid(self) -> str | None:
         instance = self.find_squid()
         if instance and instance["State"]["Name"] in ("pending", "running"):
             self.ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
             return instance["InstanceId"]
         return None
+
+
+def _user_data(value: str | None) -> str | None:
+    """A launch template's user data as text (EC2 stores it base64-encoded)."""
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except ValueError:
+        return value

@@ -14,7 +14,7 @@ from hatchway.domain.names import PlatformNames
 from hatchway.domain.workspace import PlatformConfig, QueueMode, platform_tags
 from hatchway.workspace import iam
 from hatchway.workspace.clients import AwsClients, error_code, is_not_found, tag_dict, tag_list
-from hatchway.workspace.provision import network_ensurer
+from hatchway.workspace.provision import launch_template_ref, network_ensurer
 
 BATCH_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSBatchServiceRole"
 ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
@@ -101,16 +101,19 @@ class Platform:
             ce_arn = found[0]["computeEnvironmentArn"]
         else:
             roles = self.ensure_roles()
+            resources = {
+                "type": self.config.compute_type, "minvCpus": self.config.min_vcpus,
+                "maxvCpus": self.config.max_vcpus, "instanceTypes": self.config.instance_types,
+                "subnets": network["private_subnet_ids"],
+                "securityGroupIds": [network["batch_security_group_id"]],
+                "instanceRole": roles["instance_profile"], "tags": tags,
+            }
+            if network.get("launch_template_id"):
+                resources["launchTemplate"] = launch_template_ref(network["launch_template_id"])
             ce_arn = batch.create_compute_environment(
                 computeEnvironmentName=self.names.shared_compute_environment, type="MANAGED", state="ENABLED",
                 serviceRole=roles["batch_service_role"], tags=tags,
-                computeResources={
-                    "type": self.config.compute_type, "minvCpus": self.config.min_vcpus,
-                    "maxvCpus": self.config.max_vcpus, "instanceTypes": self.config.instance_types,
-                    "subnets": network["private_subnet_ids"],
-                    "securityGroupIds": [network["batch_security_group_id"]],
-                    "instanceRole": roles["instance_profile"], "tags": tags,
-                })["computeEnvironmentArn"]
+                computeResources=resources)["computeEnvironmentArn"]
         queues = batch.describe_job_queues(jobQueues=[self.names.shared_job_queue])["jobQueues"]
         if queues:
             queue_arn = queues[0]["jobQueueArn"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +26,7 @@ from hatchway.domain.workspace import (
     utcnow,
     workspace_tags,
 )
-from hatchway.workspace import iam
+from hatchway.workspace import expiry, iam
 from hatchway.workspace.clients import AwsClients, error_code, is_not_found, tag_dict, tag_list
 from hatchway.workspace.network import Network, NetworkEnsurer
 
@@ -39,6 +40,15 @@ class WorkspaceError(RuntimeError):
 def network_ensurer(clients: AwsClients, config: PlatformConfig, base: str, tags: dict[str, str]) -> NetworkEnsurer:
     return NetworkEnsurer(clients, NetworkNames(base), tags, config.prefix, config.vpc_cidr,
                           config.squid_instance_type, config.squid_ami, config.proxy_allowed_domains)
+
+
+def launch_template_ref(template_id: str) -> dict[str, str]:
+    """A compute environment's reference to its network's launch template.
+
+    ``$Latest``: a later version (a replaced Squid's new address) reaches the instances
+    with the environment's next infrastructure update.
+    """
+    return {"launchTemplateId": template_id, "version": "$Latest"}
 
 
 def read_record(clients: AwsClients, config: PlatformConfig, workspace: str) -> WorkspaceRecord | None:
@@ -67,34 +77,6 @@ def list_records(clients: AwsClients, config: PlatformConfig) -> list[WorkspaceR
             body = clients.s3.get_object(Bucket=config.bucket, Key=obj["Key"])["Body"].read()
             records.append(WorkspaceRecord.model_validate_json(body))
     return records
-
-
-def put_lifecycle_rule(clients: AwsClients, bucket: str, rule_id: str, rule: dict | None) -> bool:
-    """Set (or with ``rule=None`` remove) one rule of the bucket's lifecycle; the others stay.
-
-    Returns whether anything changed. S3 replaces the whole configuration on every put,
-    so this reads it, merges by rule id, and writes only on a difference.
-    """
-    try:
-        rules = clients.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    except ClientError as exc:
-        if not is_not_found(exc) and error_code(exc) != "NoSuchLifecycleConfiguration":
-            raise
-        rules = []
-    others = [r for r in rules if r.get("ID") != rule_id]
-    mine = [r for r in rules if r.get("ID") == rule_id]
-    wanted = others + ([rule] if rule else [])
-    if (rule is None and not mine) or (rule is not None and mine and _same_rule(mine[0], rule)):
-        return False
-    if wanted:
-        clients.s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": wanted})
-    else:
-        clients.s3.delete_bucket_lifecycle(Bucket=bucket)
-    return True
-
-
-def _same_rule(current: dict, wanted: dict) -> bool:
-    return all(current.get(k) == v for k, v in wanted.items())
 
 
 class Workspace:
@@ -180,7 +162,7 @@ class Workspace:
             if not is_not_found(exc):
                 raise
             s3.put_object(Bucket=self.config.bucket, Key=key, Body=b"", Tagging=urlencode(self.tags))
-        put_lifecycle_rule(self.clients, self.config.bucket, self.names.lifecycle_rule_id, None)
+        expiry.clear(self.clients, self.config, self.request.workspace)
         return {"bucket": self.config.bucket, "prefix": key, "url": f"s3://{self.config.bucket}/{key}"}
 
     # -- IAM for jobs --------------------------------------------------------------
@@ -203,9 +185,11 @@ class Workspace:
         if self.shared:
             return self._shared_batch("computeEnvironment")
         batch = self.clients.batch
+        template = network.get("launch_template_id")
         found = batch.describe_compute_environments(computeEnvironments=[self.names.compute_environment])
         if found["computeEnvironments"]:
             ce = found["computeEnvironments"][0]
+            self._warn_without_template(ce, template)
             return {"arn": ce["computeEnvironmentArn"], "status": self._converge_compute_environment(ce)}
         iam_client = self.clients.iam
         instance_profile = iam_client.get_instance_profile(InstanceProfileName=self.platform.instance_profile)
@@ -224,10 +208,20 @@ class Workspace:
         }
         if self.config.ami:
             resources["ec2Configuration"] = [{"imageType": "ECS_AL2", "imageIdOverride": self.config.ami}]
+        if template:
+            resources["launchTemplate"] = launch_template_ref(template)
         ce = batch.create_compute_environment(
             computeEnvironmentName=self.names.compute_environment, type="MANAGED", state="ENABLED",
             computeResources=resources, serviceRole=service_role, tags=self.tags)
         return {"arn": ce["computeEnvironmentArn"], "status": "CREATING"}
+
+    def _warn_without_template(self, ce: dict[str, Any], template: str | None) -> None:
+        current = (ce.get("computeResources") or {}).get("launchTemplate") or {}
+        if template and template != current.get("launchTemplateId"):
+            # Batch cannot add a launch template in place to an environment with our own service role.
+            log.warning("compute environment %s does not use launch template %s, so its instances have no "
+                        "proxy settings: replace it (see the drift message of instance types) to attach it",
+                        ce["computeEnvironmentName"], template)
 
     def _converge_compute_environment(self, ce: dict[str, Any]) -> str | None:
         batch, arn = self.clients.batch, ce["computeEnvironmentArn"]
@@ -416,29 +410,26 @@ class Workspace:
         return {"stopped_instance": stopped, "disabled_queue": disabled}
 
     def expire_data(self) -> dict[str, Any]:
-        """Keep the data, and let S3 expire the user's prefix after ``expiry_days``."""
-        rule = {
-            "ID": self.names.lifecycle_rule_id,
-            "Filter": {"Prefix": self.names.s3_prefix},
-            "Status": "Enabled",
-            "Expiration": {"Days": self.config.expiry_days},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-        }
-        put_lifecycle_rule(self.clients, self.config.bucket, self.names.lifecycle_rule_id, rule)
+        """Keep the data; the reaper deletes the user's prefix ``expiry_days`` from now.
+
+        The expiry is an object of the workspace's own (:mod:`hatchway.workspace.expiry`),
+        not a rule in the bucket's one shared lifecycle configuration. A repeated teardown
+        keeps the first one's date.
+        """
+        now = utcnow()
+        current = expiry.read(self.clients, self.config, self.request.workspace)
+        expires_at = current.expires_at if current else now + timedelta(days=self.config.expiry_days)
+        if current is None:
+            expiry.mark(self.clients, self.config, self.request.workspace, self.names.s3_prefix, expires_at)
         record = read_record(self.clients, self.config, self.request.workspace)
         if record and record.state is not WorkspaceState.TORN_DOWN:
-            record.state, record.torn_down_at = WorkspaceState.TORN_DOWN, utcnow()
+            record.state, record.torn_down_at = WorkspaceState.TORN_DOWN, now
             write_record(self.clients, self.config, record, self.tags)
-        return {"expiry_days": self.config.expiry_days}
+        return {"expiry_days": self.config.expiry_days, "expires_at": expires_at.isoformat()}
 
     def purge_data(self) -> dict[str, Any]:
-        """Delete the user's objects, their expiry rule and the record."""
-        s3, bucket, deleted = self.clients.s3, self.config.bucket, 0
-        for prefix in (self.names.s3_prefix, self.names.record_key):
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                batch = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if batch:
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-                    deleted += len(batch)
-        put_lifecycle_rule(self.clients, bucket, self.names.lifecycle_rule_id, None)
+        """Delete the user's objects (every version, if the bucket keeps them), the record and the expiry."""
+        bucket, deleted = self.config.bucket, 0
+        for prefix in (self.names.s3_prefix, self.names.record_key, expiry.marker_key(self.request.workspace)):
+            deleted += expiry.delete_prefix(self.clients, bucket, prefix)
         return {"deleted_objects": deleted}
