@@ -81,6 +81,22 @@ def test_a_run_is_tagged_with_the_executing_workspaces_provisioned_cost_centre(w
     assert "'hatchway:calling-workspace': 'bob'" in config  # the caller is on every job, for chargeback
 
 
+def test_a_run_marks_its_executing_workspace_as_in_use_for_the_reaper(wes, sim):
+    from conftest import TEST_CONFIG
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.workspace import activity
+
+    config = PlatformConfig(**TEST_CONFIG)
+    conf = wes_conf(executing="alice", calling="bob")
+    sim.set_course(conf.engine_run_name, "succeed", after=1)
+    before = utcnow().replace(microsecond=0)
+    assert run_wes(conf).state == "success"
+    touched = activity.touched(wes, config)
+    assert list(touched) == ["alice"] and touched["alice"] >= before  # the executing one, not the caller
+    body = wes.s3.get_object(Bucket=BUCKET, Key=activity.marker_key("alice"))["Body"].read().decode()
+    assert body == f"wes_run {conf.run_id}"
+
+
 def test_a_workspace_without_a_record_gets_no_cost_tag_never_its_name(wes, sim):
     conf = wes_conf(executing="carol")
     assert COST_KEY not in conf.context.tags  # the door does not invent one either

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
-from hatchway.domain.workspace import PlatformConfig, WorkspaceRequest, workspace_tags
+from hatchway.domain.workspace import TAG_WORKSPACE, PlatformConfig, QueueMode, WorkspaceRequest, utcnow, workspace_tags
 from hatchway.workspace.clients import tag_list
 from hatchway.workspace.inventory import inventory
 from hatchway.workspace.provision import read_record, write_record
@@ -45,6 +46,64 @@ def test_idle_workspace_is_handed_to_teardown_and_active_one_is_not(aws, airflow
     new = {k: v for k, v in _teardown_runs().items() if k not in before}
     assert list(new.values()) == [{"workspace": "alice", "purge": False}]
     assert xcom_values(run)["queue_quota:return_value"]["job_queues"] == 2
+
+
+WEEK = 7 * 24
+
+
+def _use_key(aws, workspace: str, moto_server) -> None:
+    """The researcher works with the workspace's key (read from where provision stored it)."""
+    import boto3
+
+    key = json.loads(aws.secrets.get_secret_value(
+        SecretId=f"hatchway/workspaces/{workspace}/aws-access-key")["SecretString"])
+    s3 = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1",
+                      aws_access_key_id=key["aws_access_key_id"], aws_secret_access_key=key["aws_secret_access_key"])
+    s3.put_object(Bucket=CONFIG.bucket, Key=f"{workspace}/notes.txt", Body=b"in use")
+
+
+def _submit_job(aws, queue: str, workspace: str) -> str:
+    definition = aws.batch.register_job_definition(
+        jobDefinitionName=f"hatchway-{workspace}-hello", type="container",
+        containerProperties={"image": "busybox", "command": ["true"],
+                             "resourceRequirements": [{"type": "VCPU", "value": "1"},
+                                                      {"type": "MEMORY", "value": "128"}]})
+    return aws.batch.submit_job(jobName="hello", jobQueue=queue, jobDefinition=definition["jobDefinitionArn"],
+                                tags={TAG_WORKSPACE: workspace})["jobId"]
+
+
+def test_a_workspace_used_recently_is_not_reaped_however_old_and_an_unused_one_is(aws, airflow_db, moto_server):
+    from hatchway.workspace import activity
+
+    _provision("alice", "bob", "carol", "dave")
+    for name in ("alice", "bob", "carol", "dave"):
+        _age(aws, name, WEEK)  # all provisioned a week ago
+    _use_key(aws, "alice", moto_server)                 # alice used her key
+    _submit_job(aws, "hatchway-carol-queue", "carol")   # carol has a Batch job in her queue
+    activity.touch(aws, CONFIG, "dave", by="wes_run r-1")  # a WES run executes in dave's workspace
+    run = run_dag("workspace_reaper")
+    assert run.state == "success", task_states(run)
+    assert xcom_values(run)["find_idle:return_value"] == [{"workspace": "bob", "purge": False}]
+
+    # An hour on, each use is an hour old: still within the TTL.
+    from hatchway.workspace.reaper import find_idle
+
+    assert find_idle(aws, CONFIG, now=utcnow() + timedelta(hours=1)) == ["bob"]
+    # Past the TTL from now, every one of them is idle again.
+    later = utcnow() + timedelta(hours=CONFIG.idle_ttl_hours + 1)
+    assert find_idle(aws, CONFIG, now=later) == ["alice", "bob", "carol", "dave"]
+
+
+def test_a_job_in_the_shared_queue_keeps_its_workspace_alive(aws, airflow_db, set_config):
+    from hatchway.workspace.reaper import find_idle
+
+    set_config(queue_mode="shared")
+    config = CONFIG.model_copy(update={"queue_mode": QueueMode.SHARED})
+    _provision("alice", "bob")
+    for name in ("alice", "bob"):
+        _age(aws, name, WEEK)
+    _submit_job(aws, "hatchway-shared-queue", "alice")
+    assert find_idle(aws, config) == ["bob"]
 
 
 def test_orphans_are_reported_then_deleted_only_when_asked(aws, airflow_db, set_config):

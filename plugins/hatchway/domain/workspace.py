@@ -157,9 +157,6 @@ class WorkspaceRecord(BaseModel):
         skip = {"created_at", "last_active_at", "torn_down_at"}
         return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
 
-    def idle_for(self, now: datetime) -> float:
-        return (now - self.last_active_at).total_seconds()
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

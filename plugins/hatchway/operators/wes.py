@@ -44,6 +44,16 @@ class WesOperator(BaseOperator):
 
         return WesRunConf.model_validate(context["dag_run"].conf or {})
 
+    def touch_workspace(self, conf: WesRunConf) -> None:
+        """Tell the workspace reaper that the executing workspace is in use (:mod:`hatchway.workspace.activity`)."""
+        from hatchway.operators.workspace import load_config
+        from hatchway.workspace import activity
+        from hatchway.workspace.clients import AwsClients
+
+        config = load_config()
+        activity.touch(AwsClients.from_connection(self.settings.aws_conn_id, config.region), config,
+                       conf.executing, by=f"wes_run {conf.run_id}")
+
 
 class PrepareRunOperator(WesOperator):
     """Check the conf and name the run's places (a setup task: the teardowns hang on it)."""
@@ -74,6 +84,7 @@ class LaunchWorkflowOperator(WesOperator):
             .get_caller_identity()["Account"]
         role_arn = f"arn:aws:iam::{account}:role{IAM_PATH}{conf.context.job_role}"
         run_context = self.costed_context(conf)
+        self.touch_workspace(conf)
         hook = SeqeraHook(self.settings.seqera_conn_id)
         try:
             workflow_id = hook.launch(conf.engine_run_name, pipeline, revision, conf.launch_params(), conf.work_dir,
@@ -97,8 +108,8 @@ class LaunchWorkflowOperator(WesOperator):
         from hatchway.workspace.provision import read_record
 
         config = load_config()
-        record = read_record(AwsClients.from_connection(self.settings.aws_conn_id, config.region), config,
-                             conf.executing)
+        clients = AwsClients.from_connection(self.settings.aws_conn_id, config.region)
+        record = read_record(clients, config, conf.executing)
         cost_center = record.cost_center if record else None
         if cost_center is None:
             self.log.warning("workspace %s has no record: run %s carries no %s tag", conf.executing, conf.run_id,
@@ -166,6 +177,7 @@ class CleanWorkOperator(WesOperator):
 
         conf = self.conf(context)
         done = clean_run_area(conf.bucket, conf.executing, conf.run_id, aws_conn_id=self.settings.aws_conn_id)
+        self.touch_workspace(conf)
         if done.kept_outputs:
             self.log.warning("harvest of run %s did not finish: outputs kept at %s (clear %s to finish it; "
                              "this task then removes s3://%s/%s)", conf.run_id, done.kept_outputs,

@@ -26,7 +26,7 @@ from hatchway.domain.workspace import (
     utcnow,
     workspace_tags,
 )
-from hatchway.workspace import expiry, iam
+from hatchway.workspace import activity, expiry, iam
 from hatchway.workspace.clients import AwsClients, error_code, is_not_found, tag_dict, tag_list
 from hatchway.workspace.network import Network, NetworkEnsurer
 
@@ -428,8 +428,9 @@ class Workspace:
         return {"expiry_days": self.config.expiry_days, "expires_at": expires_at.isoformat()}
 
     def purge_data(self) -> dict[str, Any]:
-        """Delete the user's objects (every version, if the bucket keeps them), the record and the expiry."""
+        """Delete the user's objects (every version, if the bucket keeps them), the record, the expiry and the activity."""
         bucket, deleted = self.config.bucket, 0
-        for prefix in (self.names.s3_prefix, self.names.record_key, expiry.marker_key(self.request.workspace)):
+        for prefix in (self.names.s3_prefix, self.names.record_key, expiry.marker_key(self.request.workspace),
+                       activity.marker_key(self.request.workspace)):
             deleted += expiry.delete_prefix(self.clients, bucket, prefix)
         return {"deleted_objects": deleted}

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from hatchway.domain.workspace import PlatformConfig, WorkspaceState, utcnow
-from hatchway.workspace import expiry
+from hatchway.workspace import activity, expiry
 from hatchway.workspace.clients import AwsClients
 from hatchway.workspace.inventory import delete_resources, inventory, summary
 from hatchway.workspace.provision import list_records
@@ -17,11 +17,24 @@ log = logging.getLogger(__name__)
 
 def find_idle(clients: AwsClients, config: PlatformConfig, ttl_hours: int | None = None,
               now: datetime | None = None) -> list[str]:
-    """Active workspaces whose last activity is older than the TTL."""
+    """Active workspaces whose last activity (:mod:`hatchway.workspace.activity`) is older than the TTL.
+
+    Activity is use, not age: a run in the workspace, a Batch job in its queue or share, the
+    last use of its access key. Only a workspace with none of them within the TTL is idle.
+    """
     ttl = (ttl_hours or config.idle_ttl_hours) * 3600
     now = now or utcnow()
-    idle = [r.workspace for r in list_records(clients, config)
-            if r.state is WorkspaceState.ACTIVE and r.idle_for(now) > ttl]
+    touches = activity.touched(clients, config)
+    idle = []
+    for record in list_records(clients, config):
+        if record.state is not WorkspaceState.ACTIVE:
+            continue
+        last = activity.last_activity(clients, config, record, now, ttl, touches)
+        if last.idle_for(now) > ttl:
+            idle.append(record.workspace)
+            log.info("workspace %s idle since %s (last %s)", record.workspace, last.at.isoformat(), last.source)
+        elif last.source != "provision":
+            log.info("workspace %s in use: last %s at %s", record.workspace, last.source, last.at.isoformat())
     log.info("%d idle workspace(s) past %d h: %s", len(idle), ttl // 3600, idle)
     return sorted(idle)
 
