@@ -39,6 +39,20 @@ def test_image_and_lock_pin_the_same_airflow():
     assert f"apache/airflow:{airflow.split('==')[1]}-python3.11" in dockerfile
 
 
+def test_image_installs_the_wheel_and_nothing_else_of_the_repository():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    build, runtime = dockerfile.split("\nFROM ")[1:]
+    assert build.startswith("apache/airflow:") and " AS wheel" in build.splitlines()[0]
+    assert "pip wheel" in build and "--no-deps" in build
+    copies = [line.split()[1:-1] for line in runtime.splitlines() if line.startswith("COPY ")]
+    assert copies == [["requirements.txt"], ["--from=wheel", "/src/dist/"]]
+    assert re.search(r"pip install .*-c /opt/hatchway/requirements\.txt", runtime.replace("\\\n", ""))
+    assert "hatchway_airflow-" in runtime and "PYTHONPATH" not in dockerfile
+    # The build stage takes the package sources only: no dev stack, simulators or tests.
+    sources = [part for line in build.splitlines() if line.startswith("COPY ") for part in line.split()[1:-1]]
+    assert not [s for s in sources if s.startswith(("tests", "include/simulators")) or "devstack" in s]
+
+
 def test_lock_is_fully_pinned():
     for name in ("requirements.txt", "requirements-dev.txt"):
         pins = [ln for ln in (REPO / name).read_text().splitlines() if ln and not ln.startswith((" ", "#", "-"))]

@@ -324,7 +324,7 @@ class SeqeraSimulator(Service):
 
     def connection(self, token: str | None = None, **extra) -> dict:
         """The Airflow connection as a dict (``token`` / ``extra`` override, e.g. for a wrong-token test)."""
-        return {"conn_type": "http", "host": self.url, "password": token or self.token,
+        return {"conn_type": "seqera", "host": self.url, "password": token or self.token,
                 "extra": {"workspace_id": self.workspace_id, "compute_env_id": self.compute_env_id,
                           **self.conn_extra, **extra}}
 

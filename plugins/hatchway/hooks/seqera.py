@@ -110,7 +110,8 @@ class SeqeraEndpoint:
             token=conn.password,
             workspace_id=int(workspace) if workspace not in (None, "") else None,
             compute_env_id=extra.get("compute_env_id") or None,
-            verify=extra.get("verify", True),
+            # The UI's form stores an empty field as null: that means the default, verify.
+            verify=True if extra.get("verify") is None else extra["verify"],
             timeout=float(extra.get("timeout", 30.0)),
             max_attempts=max(1, int(extra.get("max_attempts", 5))),
             backoff_base=float(extra.get("backoff_base", 1.0)),
@@ -180,7 +181,7 @@ class SeqeraHook(BaseHook):
 
     conn_name_attr = "seqera_conn_id"
     default_conn_name = SEQERA_CONN_ID
-    conn_type = "http"
+    conn_type = "seqera"
     hook_name = "Seqera Platform"
 
     def __init__(self, seqera_conn_id: str = default_conn_name, *, endpoint: SeqeraEndpoint | None = None) -> None:

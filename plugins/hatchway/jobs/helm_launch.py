@@ -16,7 +16,11 @@ from hatchway.domain.helm_values import ChartSettings, build_values
 from hatchway.domain.jobs import JobNames, JobPlatformConfig, JobRequest
 
 log = logging.getLogger(__name__)
-CHART = Path(__file__).resolve().parents[3] / "include" / "charts" / "nextflow-job"
+# Installed, the chart ships inside the package (hatchway/charts); in the repository it is
+# include/charts. One of the two exists.
+_PACKAGED_CHART = Path(__file__).resolve().parents[1] / "charts" / "nextflow-job"
+CHART = _PACKAGED_CHART if _PACKAGED_CHART.is_dir() else \
+    Path(__file__).resolve().parents[3] / "include" / "charts" / "nextflow-job"
 
 
 def chart_settings(config: JobPlatformConfig) -> ChartSettings:
