@@ -22,15 +22,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-# Redis for the Celery leg; PostgreSQL 15 server binaries ship with the machine.
+# Debian packages the tests use: Redis for the Celery leg, docker-compose to validate the
+# compose file (its `config` needs no engine), chromium for the UI tests (Playwright drives it;
+# it cannot download a browser here). PostgreSQL 15's server binaries ship with the machine.
+SYSTEM_PACKAGES := redis-server:redis-server docker-compose:docker-compose chromium:chromium
 system-deps:
-	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do command -v $${p%%:*} >/dev/null || echo $${p##*:}; done)"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 test: venv system-deps
 	$(BIN)/python -m pytest tests -m "not bench" $(PYTEST_ARGS)
 
 demo: venv
-	$(BIN)/python -m hatchway.devstack.demo $(if $(filter 1,$(KEEP)),--keep,)
+	$(BIN)/python -m hatchway_dev.demo $(if $(filter 1,$(KEEP)),--keep,)
 
 bench: venv
 	$(BIN)/python -m pytest tests/bench -m bench -s $(PYTEST_ARGS)

@@ -36,7 +36,7 @@ if HOME.exists():
     shutil.rmtree(HOME)
 HOME.mkdir(parents=True)
 
-from hatchway.devstack.endpoints import MotoServer  # noqa: E402
+from hatchway_dev.endpoints import MotoServer  # noqa: E402
 from hatchway.workspace.clients import AwsClients  # noqa: E402
 
 TEST_CONFIG = {"region": "us-east-1", "bucket": "hatchway-test-data", "prefix": "hatchway",
@@ -92,7 +92,7 @@ def set_config(monkeypatch):
 
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory):
-    from hatchway.devstack.endpoints import KafkaMockCluster
+    from hatchway_dev.endpoints import KafkaMockCluster
 
     cluster = KafkaMockCluster()
     cluster.start(tmp_path_factory.mktemp("kafka"))
@@ -102,7 +102,7 @@ def kafka_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory):
-    from hatchway.devstack.endpoints import GcsEmulator
+    from hatchway_dev.endpoints import GcsEmulator
 
     emulator = GcsEmulator()
     emulator.start(tmp_path_factory.mktemp("gcs"))
@@ -115,7 +115,7 @@ def jobs(kafka_cluster, gcs_emulator, monkeypatch):
     """Kafka and GCS for the job lifecycle, with topics of this test's own."""
     import uuid
 
-    from tests_jobs import JobsEnv
+    from support.jobs import JobsEnv
 
     suffix = uuid.uuid4().hex[:8]
     config = {"namespace": "hwtest", "intake_topic": f"launch-{suffix}", "status_topic": f"status-{suffix}",
@@ -138,7 +138,7 @@ SEQERA_WS, SEQERA_FORBIDDEN_WS = 1001, 666
 def seqera_simulator(tmp_path_factory):
     """One Seqera simulator for the session; workspace 666 is forbidden to its token.
     Short timeouts and backoffs in the connection keep retry tests fast."""
-    from hatchway.devstack.endpoints import SeqeraSimulator
+    from hatchway_dev.endpoints import SeqeraSimulator
 
     simulator = SeqeraSimulator(workspace_id=SEQERA_WS, forbidden_workspaces=(SEQERA_FORBIDDEN_WS,),
                                 conn_extra={"timeout": 2, "max_attempts": 4, "backoff_base": 0.05,

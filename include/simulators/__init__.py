@@ -3,6 +3,6 @@
 Each follows the vendor's published OpenAPI document (the parts used are kept in ``tests/contracts``) for the
 routes Hatchway calls, and adds control routes under ``/_sim/`` that tests use to steer
 outcomes, inject faults and read call counters. They run as subprocesses started by a
-:class:`hatchway.devstack.endpoints.Service` (``python -m include.simulators.<name>``
+:class:`hatchway_dev.endpoints.Service` (``python -m include.simulators.<name>``
 from the repository root, which must be on ``PYTHONPATH``).
 """

@@ -17,10 +17,11 @@ import boto3
 import pytest
 import requests
 
-from hatchway.devstack.airflow import Airflow
-from hatchway.devstack.client import AirflowClient
-from hatchway.devstack.demo import HATCHWAY_CONFIG, REGION, airflow_env, dev_stack
-from hatchway.devstack.wes_demo import HELLO, Door, door_env, wait_for_door
+from hatchway_dev.airflow import Airflow
+from hatchway_dev.client import AirflowClient
+from hatchway_dev.demo import airflow_env, dev_stack
+from hatchway_dev.settings import HATCHWAY_CONFIG, REGION
+from hatchway_dev.wes_demo import HELLO, Door, door_env, wait_for_door
 
 pytestmark = pytest.mark.bench
 RUNS = 1000

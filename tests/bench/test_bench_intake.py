@@ -7,7 +7,7 @@ import time
 import pytest
 
 from support import run_dag, xcom_values
-from tests_jobs import job_runs, request
+from support.jobs import job_runs, request
 
 pytestmark = pytest.mark.bench
 BURST = 1000

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hatchway.devstack.endpoints import SeqeraSimulator
+from hatchway_dev.endpoints import SeqeraSimulator
 from hatchway.hooks.seqera import SeqeraHook, newest_by_name
 from hatchway.hooks.seqera_settings import poll_page_size
 from hatchway.triggers.seqera import SeqeraRunTrigger, pollers

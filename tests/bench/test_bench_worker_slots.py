@@ -40,9 +40,9 @@ from pathlib import Path
 
 import pytest
 
-from hatchway.devstack.airflow import Airflow
-from hatchway.devstack.client import AirflowClient
-from hatchway.devstack.endpoints import SeqeraSimulator
+from hatchway_dev.airflow import Airflow
+from hatchway_dev.client import AirflowClient
+from hatchway_dev.endpoints import SeqeraSimulator
 
 pytestmark = pytest.mark.bench
 

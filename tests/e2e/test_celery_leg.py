@@ -12,11 +12,12 @@ import shutil
 
 import pytest
 
-from hatchway.devstack.airflow import Airflow
-from hatchway.devstack.client import AirflowClient
-from hatchway.devstack.jobs_demo import NAMESPACE, bucket_rows, cancel_job, run_jobs, status_messages
+from hatchway_dev.airflow import Airflow
+from hatchway_dev.client import AirflowClient
+from hatchway_dev.jobs_demo import NAMESPACE, bucket_rows, cancel_job, run_jobs, status_messages
 from hatchway.domain.jobs import JobNames
-from hatchway.devstack.demo import LIFECYCLE, REGION, airflow_env, describe_failure, dev_stack, run_lifecycle
+from hatchway_dev.demo import LIFECYCLE, airflow_env, describe_failure, dev_stack, run_lifecycle
+from hatchway_dev.settings import REGION
 
 # Not skips: a leg that silently does not run is a leg that never fails.
 TOOLS = {

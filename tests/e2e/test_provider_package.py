@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -21,7 +22,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from hatchway.devstack.process import ManagedProcess, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).parent / "uv"
 EXPECTED_DAGS = {"platform_bootstrap", "workspace_provision", "workspace_teardown", "workspace_reaper",
                  "job_intake", "job_run", "run_reaper", "wes_run"}
-DEV_ONLY = re.compile(r"(^|/)(devstack|simulators|tests)/|(^|/)(faults|conftest|transfer_stand_ins)\.py$")
+DEV_ONLY = re.compile(r"(^|/)(devstack|hatchway_dev|simulators|tests|support)/|(^|/)(faults|conftest)\.py$")
 
 
 def _wheel_stage_sources() -> list[str]:
@@ -112,7 +112,7 @@ def test_wheel_holds_the_package_its_dags_and_chart_and_nothing_of_the_dev_stack
 def test_the_packages_listed_in_pyproject_are_the_production_tree():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     tree = {".".join(p.parent.relative_to(REPO / "plugins").parts)
-            for p in (REPO / "plugins/hatchway").rglob("__init__.py") if "devstack" not in p.parts}
+            for p in (REPO / "plugins/hatchway").rglob("__init__.py")}
     assert listed == tree | {"hatchway.dags", "hatchway.charts"}
 
 
@@ -123,7 +123,7 @@ def test_the_package_imports_from_site_packages_and_not_the_repository(venv):
         "        if not m.name.startswith('hatchway.dags') and not m.name.endswith('__main__')]\n"
         "for m in mods: importlib.import_module(m)\n"
         "print(json.dumps({'file': hatchway.__file__, 'count': len(mods),\n"
-        "                  'dev': sorted(m for m in sys.modules if 'devstack' in m or 'simulators' in m)}))"))
+        "                  'dev': sorted(m for m in sys.modules if m.startswith(('hatchway_dev', 'include', 'support')))}))"))
     found = _json_out(out)
     assert "site-packages" in found["file"] and str(REPO) not in found["file"]
     assert found["count"] > 50 and found["dev"] == []
@@ -142,38 +142,38 @@ def test_airflow_lists_the_provider_and_parses_its_dags(venv):
 
 
 @pytest.fixture(scope="module")
-def api_server(venv):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    passwords = venv["home"] / "passwords.json"
-    passwords.write_text(json.dumps({"admin": "wheel-test-pw"}))
-    env = {**venv["env"],
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-           "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-           "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
-           "AIRFLOW__API__BASE_URL": url, "AIRFLOW__API_AUTH__JWT_SECRET": "wheel-test-jwt-secret-0123456789",
-           "AIRFLOW__API__SECRET_KEY": "wheel-test-secret"}
-    subprocess.run([str(venv["bin"] / "airflow"), "db", "migrate"], env=env, cwd=venv["cwd"], check=True,
-                   capture_output=True)
-    proc = ManagedProcess("api-server", [str(venv["bin"] / "airflow"), "api-server"], venv["home"] / "api.log",
-                          env=env, cwd=venv["cwd"]).start()
+def standalone(venv, moto_server, tmp_path_factory):
+    """``airflow standalone`` of the fresh venv (scheduler, triggerer, api-server), AWS on moto.
 
-    def healthy() -> bool:
-        try:
-            return requests.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+    Nothing of the repository is on its ``PYTHONPATH``: DAGs, plugin and connection types come
+    from the installed wheel.
+    """
+    from hatchway_dev.airflow import Airflow
+    from hatchway_dev.client import AirflowClient
 
+    requests.post(f"{moto_server.url}/moto-api/reset", timeout=10).raise_for_status()
+    requests.post(f"{moto_server.url}/moto-api/config", json={"batch": {"use_docker": False}},
+                  timeout=10).raise_for_status()
+    root = tmp_path_factory.mktemp("standalone")
+    home, plugins = root / "airflow", root / "plugins"  # an empty plugins folder: the plugin is the wheel's
+    plugins.mkdir()
+    env = {**moto_server.airflow_env(), "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+           "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(
+               {"region": "us-east-1", "bucket": "hatchway-ui-data", "prefix": "hatchway", "compute_wait_delay": 1})}
+    airflow = Airflow(home, env=env, dags_folder=Path(venv["dags"]), plugins_folder=plugins,
+                      bin_dir=venv["bin"], pythonpath=[])
+    airflow.start()
     try:
-        wait_until(healthy, timeout=180, what="the api-server of the installed wheel", procs=[proc], interval=1)
-        token = requests.post(f"{url}/auth/token", json={"username": "admin", "password": "wheel-test-pw"},
-                              timeout=10).json()["access_token"]
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {token}"
-        yield url, session
+        client = AirflowClient(airflow.url, airflow.username, airflow.password).login()
+        yield airflow, client, client.session
     finally:
-        proc.stop()
+        airflow.stop()
+
+
+@pytest.fixture(scope="module")
+def api_server(standalone):
+    airflow, _, session = standalone
+    return airflow.url, session
 
 
 def test_the_api_server_serves_the_seqera_connection_form(api_server):
@@ -210,3 +210,129 @@ def test_the_front_door_is_mounted_from_the_package(api_server):
     # Mounted: the door itself answers (no token: 401; unconfigured: 503), not the api-server's 404.
     assert answer.status_code in (401, 503), (answer.status_code, answer.text[:300])
     assert answer.headers["content-type"].startswith("application/json")
+
+
+# -- seen in a real browser: Debian's chromium driven by Playwright ---------------------------
+SCREENSHOTS = REPO / ".screenshots"  # git-ignored; docs/img keeps the one the README shows
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, headless, and quiet on a machine with no network but loopback.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make system-deps` installs it (apt-get install chromium)"
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, standalone):
+    """A logged-in page of the standalone Airflow (its login form, as a person signs in)."""
+    airflow, _, _ = standalone
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{airflow.url}/")
+    page.fill("input[name=username]", airflow.username)
+    page.fill("input[name=password]", airflow.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{airflow.url}/", timeout=60_000)
+    yield page
+    context.close()
+
+
+def _trigger_dialog(page, url: str, dag_id: str):
+    page.goto(f"{url}/dags/{dag_id}")
+    page.get_by_role("button", name="Trigger").click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("#element_workspace").wait_for()
+    return dialog
+
+
+def test_the_trigger_form_shows_the_params_and_its_run_succeeds(page, standalone):
+    airflow, client, _ = standalone
+    client.wait_for_dag("platform_bootstrap")
+    client.unpause("platform_bootstrap")
+    client.trigger("platform_bootstrap", "ui-bootstrap")
+    assert client.wait_for_run("platform_bootstrap", "ui-bootstrap", timeout=300)["state"] == "success"
+
+    dialog = _trigger_dialog(page, airflow.url, "workspace_provision")
+    text = dialog.inner_text()
+    for shown in ("Workspace", "Owner", "Cost center",
+                  "3-32 lowercase letters, digits and single '-', starting with a letter",
+                  "the researcher's user name or e-mail, lowercase"):
+        assert shown in text
+    dialog.locator("#element_workspace").fill("carol")
+    dialog.locator("#element_owner").fill("carol@example.org")
+    page.screenshot(path=str(SCREENSHOTS / "trigger-form.png"))
+    before = {r["dag_run_id"] for r in client.runs("workspace_provision")}
+    dialog.get_by_role("button", name="Trigger").click()
+
+    def new_run() -> dict | None:
+        runs = client.runs("workspace_provision")
+        return next((r for r in runs if r["dag_run_id"] not in before), None)
+
+    deadline = time.monotonic() + 60
+    while (run := new_run()) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert run is not None, "the form's Trigger made no run"
+    assert (run["conf"]["workspace"], run["conf"]["owner"]) == ("carol", "carol@example.org")
+    done = client.wait_for_run("workspace_provision", run["dag_run_id"], timeout=420)
+    assert done["state"] == "success", client.task_instances("workspace_provision", run["dag_run_id"])
+    # ... and the UI says so on the run's page.
+    page.goto(f"{airflow.url}/dags/workspace_provision/runs/{run['dag_run_id']}")
+    page.get_by_text("success", exact=False).first.wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "run-success.png"))
+
+
+def test_an_invalid_workspace_name_shows_the_rule_and_makes_no_run(page, standalone):
+    airflow, client, _ = standalone
+    runs_before = len(client.runs("workspace_provision"))
+    dialog = _trigger_dialog(page, airflow.url, "workspace_provision")
+    dialog.locator("#element_workspace").fill("Bad_Name")
+    dialog.locator("#element_owner").fill("carol@example.org")
+    dialog.get_by_role("button", name="Trigger").click()
+    message = dialog.get_by_text("does not match", exact=False)
+    message.first.wait_for()
+    assert "Invalid input for param workspace: 'Bad_Name'" in dialog.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "trigger-invalid.png"))
+    assert len(client.runs("workspace_provision")) == runs_before
+
+
+def test_the_seqera_connection_form_shows_its_own_fields(page, standalone):
+    airflow, _, _ = standalone
+    page.goto(f"{airflow.url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    combo = dialog.get_by_role("combobox").first
+    combo.click()
+    combo.fill("Seqera")
+    page.get_by_role("option", name="Seqera Platform").click()
+    dialog.get_by_text("Workspace ID").first.wait_for(state="attached")
+    # The form's sections are an accordion (one open at a time); open a folded one only.
+    def open_section(name: str, shows: str) -> None:
+        toggle = dialog.get_by_role("button", name=name, exact=True)
+        if toggle.get_attribute("aria-expanded") != "true":
+            toggle.click()
+        dialog.get_by_text(shows).first.wait_for()
+
+    open_section("Standard Fields", "API URL")
+    page.wait_for_timeout(800)  # the accordion's animation, for the screenshot only
+    standard = dialog.inner_text()
+    assert "Access token" in standard
+    assert not {"Login", "Schema", "Port"} & set(standard.splitlines())  # hidden by the form's behaviour
+    page.screenshot(path=str(SCREENSHOTS / "seqera-connection-standard.png"), full_page=True)
+    open_section("Extra Fields", "Workspace ID")
+    page.wait_for_timeout(800)
+    extra = dialog.inner_text()
+    for field in ("Workspace ID", "Compute environment ID", "Verify TLS",
+                  "Seqera workspace (numeric id) the runs are launched and listed in"):
+        assert field in extra, extra
+    page.screenshot(path=str(SCREENSHOTS / "seqera-connection.png"), full_page=True)

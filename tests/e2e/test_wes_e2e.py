@@ -15,11 +15,12 @@ import boto3
 import pytest
 import requests
 
-from hatchway.devstack.airflow import Airflow
-from hatchway.devstack.client import AirflowClient
-from hatchway.devstack.demo import HATCHWAY_CONFIG, REGION, airflow_env, dev_stack
-from hatchway.devstack.wes_demo import HELLO, OUTPUTS, Door, catalog_items, door_env, wait_for_door
-from tests_wes import check_wes_conformance
+from hatchway_dev.airflow import Airflow
+from hatchway_dev.client import AirflowClient
+from hatchway_dev.demo import airflow_env, dev_stack
+from hatchway_dev.settings import HATCHWAY_CONFIG, REGION
+from hatchway_dev.wes_demo import HELLO, OUTPUTS, Door, catalog_items, door_env, wait_for_door
+from support.wes import check_wes_conformance
 
 BUCKET = HATCHWAY_CONFIG["bucket"]
 

@@ -13,7 +13,7 @@ from hatchway.domain.jobs import JobNames, JobRequest
 from hatchway.domain.labels import job_owner
 from hatchway.jobs.buckets import job_buckets
 from hatchway.jobs.settings import JobSettings
-from tests_jobs import request
+from support.jobs import request
 
 NS = "hwtest"
 RUN_ID = "job__intp00000000301"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from support import run_dag, task_states, xcom_values
-from tests_jobs import job_runs, request
+from support.jobs import job_runs, request
 
 
 def drain():

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from support import run_dag, task_states, xcom_values
-from tests_jobs import job_runs, request
+from support.jobs import job_runs, request
 
 TESTS = Path(__file__).resolve().parents[1]
 BURST = 50

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hatchway.domain.jobs import JobRequest
 from support import run_dag, xcom_values
-from tests_jobs import job_runs, request
+from support.jobs import job_runs, request
 
 FIRST_JOB = 700_000  # job ids of their own: other tests' runs live in the same metadata DB
 

@@ -13,8 +13,8 @@ from google.cloud import storage
 
 from hatchway.domain.jobs import JobNames
 from support import run_dag, task_states
-from tests_jobs import EXAMPLE, request
-from transfer_stand_ins import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
+from support.jobs import EXAMPLE, request
+from support.transfer import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
 
 NS = "hwtest"
 PLAINTEXTS = {"hapnest.psam": b"#IID\tSEX\n" + b"".join(b"s%05d\t1\n" % i for i in range(300)),

@@ -14,8 +14,8 @@ from google.cloud import storage
 
 from hatchway.domain.jobs import JobEvent, JobNames, JobPlatformConfig
 from support import _dagbag, run_dag, task_states
-from tests_jobs import EXAMPLE, request
-from transfer_stand_ins import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
+from support.jobs import EXAMPLE, request
+from support.transfer import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
 
 NS = "hwtest"
 PLAINTEXTS = {"hapnest.psam": b"#IID\tSEX\ns1\t1\n", "hapnest.pvar": b"#CHROM\tPOS\tID\tREF\tALT\n1\t1\trs1\tA\tG\n",

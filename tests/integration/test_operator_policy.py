@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
+from conftest import TEST_CONFIG
+from hatchway.domain.workspace import PlatformConfig
+from hatchway.workspace.provision import read_record, write_record
 from support import REPO, recorded_calls, reset_recording, run_dag, task_states
+
+CONFIG = PlatformConfig(**TEST_CONFIG)
 
 POLICY = json.loads((REPO / "include/policies/hatchway-operator.json").read_text())
 FREE = {"sts:GetCallerIdentity"}  # needs no permission
@@ -46,9 +52,13 @@ def test_operator_policy_covers_every_call_of_every_lifecycle(aws, airflow_db, m
     runs = [run_dag("platform_bootstrap"),
             run_dag("workspace_provision", workspace="alice", owner="alice@example.org"),
             run_dag("workspace_teardown", workspace="alice", purge=False),
-            run_dag("workspace_provision", workspace="alice", owner="alice@example.org"),
-            run_dag("workspace_reaper", delete_orphans=True),
-            run_dag("workspace_teardown", workspace="alice", purge=True)]
+            run_dag("workspace_provision", workspace="alice", owner="alice@example.org")]
+    # Provisioned a week ago: the reaper looks at every sign of use (IAM, Batch) before calling it idle.
+    record = read_record(aws, CONFIG, "alice")
+    record.last_active_at -= timedelta(days=7)
+    write_record(aws, CONFIG, record, {})
+    runs += [run_dag("workspace_reaper", delete_orphans=True),
+             run_dag("workspace_teardown", workspace="alice", purge=True)]
     assert all(r.state == "success" for r in runs), [task_states(r) for r in runs]
     used = set()
     for service, action, _ in recorded_calls(moto_server.recording):
@@ -59,7 +69,7 @@ def test_operator_policy_covers_every_call_of_every_lifecycle(aws, airflow_db, m
     missing = sorted(a for a in used if a.lower() not in granted and a not in FREE)
     assert missing == []
     assert len(used) > 40
-    assert {"s3:PutBucketPublicAccessBlock", "s3:CreateBucket", "s3:GetBucketVersioning",
-            "s3:ListBucketMultipartUploads"} <= used
+    assert {"s3:putbucketpublicaccessblock", "s3:createbucket", "s3:getbucketversioning",
+            "s3:listbucketmultipartuploads", "iam:getaccesskeylastused", "batch:listjobs"} <= {a.lower() for a in used}
     # Expiry is Hatchway's own markers, not the bucket's one shared lifecycle configuration.
     assert "s3:PutLifecycleConfiguration" not in used

@@ -71,7 +71,7 @@ def job_bucket(gcs, job: str, kind: str = "work", label: str | None = None) -> s
 
 def test_live_seqera_runs_without_a_live_airflow_run_are_cancelled_the_others_kept(
         jobs, seqera, gcs, registered):
-    from tests_jobs import request
+    from support.jobs import request
 
     wes_orphan, wes_live = new_run_id(), new_run_id()
     names = {"job_orphan": f"{NS}-intp00000000701", "job_live": f"{NS}-intp00000000702",
@@ -101,7 +101,7 @@ def test_live_seqera_runs_without_a_live_airflow_run_are_cancelled_the_others_ke
 
 
 def test_old_orphan_job_buckets_are_deleted_young_ones_and_live_runs_buckets_kept(jobs, seqera, gcs, registered):
-    from tests_jobs import request
+    from support.jobs import request
 
     orphan = job_bucket(gcs, "intp00000000801")
     live_run("job_run", "job__intp00000000802", request(802))

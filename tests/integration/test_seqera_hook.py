@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hatchway.devstack.endpoints import SeqeraSimulator
+from hatchway_dev.endpoints import SeqeraSimulator
 from hatchway.hooks.seqera import SeqeraAuthError, SeqeraHook, SeqeraUnavailableError
 from hatchway.operators.seqera import cancel_seqera_run
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hatchway.devstack.endpoints import SeqeraSimulator
+from hatchway_dev.endpoints import SeqeraSimulator
 
 WS = 1001
 

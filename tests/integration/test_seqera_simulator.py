@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from hatchway.devstack.endpoints import SeqeraSimulator
+from hatchway_dev.endpoints import SeqeraSimulator
 from hatchway.hooks.seqera import SeqeraHook
 
 SPEC = Path(__file__).resolve().parents[1] / "contracts" / "seqera-platform-api-1.187.yaml"

@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from hatchway.devstack.endpoints import SeqeraSimulator
+from hatchway_dev.endpoints import SeqeraSimulator
 from hatchway.domain.jobs import JobEvent, seqera_event
 from hatchway.hooks.seqera import SeqeraHook, newest_by_name
 from hatchway.operators.seqera import cancel_seqera_run

@@ -24,7 +24,7 @@ import pytest
 from crypt4gh import lib, sodium
 from crypt4gh.keys import c4gh
 
-from hatchway.devstack.endpoints import GcsEmulator
+from hatchway_dev.endpoints import GcsEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "hatchway-transfer-test"

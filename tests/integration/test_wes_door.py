@@ -24,7 +24,7 @@ from hatchway.api.auth import AuthSettings, TokenVerifier
 from hatchway.api.door import DoorDeps, create_app
 from hatchway.domain.wes import MAX_PARAMS_BYTES
 from hatchway.domain.workspace import PlatformConfig
-from tests_wes import HELLO, ThreadedServer, callers, check_wes_conformance
+from support.wes import HELLO, ThreadedServer, callers, check_wes_conformance
 
 BUCKET = "hatchway-test-data"
 

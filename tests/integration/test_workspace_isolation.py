@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from hatchway.devstack.endpoints import MotoServer
+from hatchway_dev.endpoints import MotoServer
 from support import run_dag, task_states
 
 BUCKET = "hatchway-test-data"

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import kubernetes_validate
 import pytest
 
-from hatchway.devstack.process import free_port
+from hatchway_dev.process import free_port
 from hatchway.domain.helm_values import ChartSettings, build_values
 from hatchway.domain.jobs import JobNames, JobRequest
 from hatchway.hooks.helm import HelmChartError, HelmClusterNotConfigured, HelmHook, HelmHookError

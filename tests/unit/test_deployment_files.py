@@ -15,21 +15,135 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_compose_runs_every_airflow_component_on_celery_postgres_redis():
-    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
-    services = compose["services"]
-    airflow = {name: s for name, s in services.items() if name.startswith("airflow-")}
-    commands = {" ".join(s["command"]) for s in airflow.values()}
-    assert {"airflow api-server", "airflow scheduler", "airflow dag-processor", "airflow triggerer",
-            "airflow celery worker", "airflow db migrate"} == commands
-    for service in airflow.values():
+COMPOSE = REPO / "docker-compose.yaml"
+AIRFLOW_SERVICES = {"airflow-init": "db migrate", "airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
+                    "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
+                    "airflow-worker": "celery worker"}
+DEV_SERVICES = {"moto", "gcs", "kafka", "seqera-sim"}
+
+
+def _compose_config(*args: str) -> dict:
+    """The file as a real compose implementation reads it (Debian's docker-compose; make test installs it)."""
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: `make system-deps` installs it (apt-get install docker-compose)"
+    done = subprocess.run([binary, "-f", str(COMPOSE), *args, "config"], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "COMPOSE_PROJECT_NAME": "hatchway"})
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_compose_file_is_valid_for_a_real_compose_implementation_with_and_without_the_dev_profile():
+    plain, dev = _compose_config(), _compose_config("--profile", "dev")
+    assert set(dev["services"]) == set(AIRFLOW_SERVICES) | {"postgres", "redis"} | DEV_SERVICES
+    # Without the profile only the deployment starts: the stand-ins are in the dev profile alone.
+    deployment = {name for name, service in plain["services"].items() if not service.get("profiles")}
+    assert deployment == set(AIRFLOW_SERVICES) | {"postgres", "redis"}
+
+
+def test_compose_runs_every_airflow_component_on_celery_postgres_redis_from_one_image():
+    services = _compose_config("--profile", "dev")["services"]
+    secrets = set()
+    for name, command in AIRFLOW_SERVICES.items():
+        service = services[name]
+        assert service["image"] == services["airflow-apiserver"]["image"] and "build" in service, name
         env = service["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
-        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis")
-        json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
-        json.loads(env["AIRFLOW_VAR_HATCHWAY_CONFIG"])
-    assert {"postgres", "redis", "moto"} <= set(services)
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:airflow@postgres/")
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379" in env["AIRFLOW__CELERY__BROKER_URL"]
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert "PYTHONPATH" not in env  # the provider is installed in the image
+        secrets.add(env["AIRFLOW__API_AUTH__JWT_SECRET"])
+        argv = " ".join(service.get("command") or [])
+        assert command in argv, (name, argv)
+        if name != "airflow-init":
+            assert "healthcheck" in service, name
+            assert service["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert len(secrets) == 1  # the api-server signs what the workers' tasks present
+
+
+def test_compose_sets_up_the_simple_auth_manager_as_it_really_works():
+    services = _compose_config()["services"]
+    api, init = services["airflow-apiserver"], services["airflow-init"]
+    env = api["environment"]
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("simple_auth_manager.SimpleAuthManager")
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"  # user:role
+    passwords = env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    # airflow-init writes the file on a volume the api-server mounts at the same place.
+    folder = str(Path(passwords).parent)
+    def targets(service):  # "source:target:mode" as docker-compose 1.x prints them, or the long form
+        return {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in service["volumes"]}
+
+    assert folder in targets(api) and folder in targets(init)
+    script = " ".join(init["command"])
+    assert "SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in script and "AIRFLOW_ADMIN_PASSWORD" in script
+    assert init["environment"]["AIRFLOW_ADMIN_PASSWORD"] == "admin"  # the default the file's header names
+
+
+def test_compose_configures_every_connection_and_variable_the_lifecycles_read():
+    from hatchway.api.auth import API_CONN_ID
+    from hatchway.jobs.settings import JobSettings
+    from hatchway.domain.wes import WesSettings
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.hooks.seqera_settings import SEQERA_CONN_ID
+
+    services = _compose_config("--profile", "dev")["services"]
+    env = services["airflow-worker"]["environment"]
+    conns = {k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in env.items()
+             if k.startswith("AIRFLOW_CONN_")}
+    platform = PlatformConfig.from_json(env["AIRFLOW_VAR_HATCHWAY_CONFIG"])
+    jobs = JobSettings.model_validate_json(env["AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG"])
+    wes = WesSettings.model_validate_json(env["AIRFLOW_VAR_HATCHWAY_WES_CONFIG"])
+    needed = {platform.aws_conn_id, jobs.kafka_conn_id, jobs.gcp_conn_id, jobs.seqera_conn_id, jobs.transfer_conn_id,
+              wes.seqera_conn_id, wes.aws_conn_id, SEQERA_CONN_ID, API_CONN_ID}
+    assert needed <= set(conns)
+    # ... each pointing at the dev profile's service of that name.
+    assert conns["aws_default"]["extra"]["endpoint_url"] == "http://moto:5000"
+    assert conns["kafka_default"]["extra"]["bootstrap.servers"] == "kafka:9092"
+    assert conns["kafka_default"]["extra"]["enable.auto.commit"] is False  # offsets committed after the runs exist
+    seqera = conns["seqera_default"]
+    assert seqera["conn_type"] == "seqera" and seqera["host"] == "http://seqera-sim:8765"
+    sim = services["seqera-sim"]
+    assert seqera["password"] == sim["environment"]["SEQERA_SIM_TOKEN"]
+    assert env["STORAGE_EMULATOR_HOST"] == "http://gcs:9023" and "9023" in " ".join(services["gcs"]["command"])
+    assert all(services[s]["profiles"] == ["dev"] for s in DEV_SERVICES)
+
+
+HELM_VALUES = REPO / "include/deploy/airflow-values.yaml"
+
+
+def test_helm_values_validate_against_the_official_charts_schema():
+    import jsonschema
+
+    schema = json.loads((REPO / "tests/contracts/airflow-chart-values.schema.json").read_text())
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    jsonschema.Draft7Validator(schema).validate(values)
+    # ... and the schema is a real check: a wrong executor or a stray key is refused.
+    for bad in ({**values, "executor": "SequentialExecutorX"}, {**values, "triggerer": {"enabled": "yes"}},
+                {**values, "dags": {**values["dags"], "gitSync": {"enabled": False, "repoo": "x"}}}):
+        assert list(jsonschema.Draft7Validator(schema).iter_errors(bad)), bad
+
+
+def test_helm_values_deploy_hatchway_as_the_compose_file_does():
+    import tomllib
+
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    version = re.search(r'__version__ = "([^"]+)"', (REPO / "plugins/hatchway/__init__.py").read_text()).group(1)
+    assert values["images"]["airflow"]["tag"] == version
+    lock = (REPO / "requirements.txt").read_text()
+    assert f'apache-airflow=={values["airflowVersion"]}\n' in lock
+    assert values["executor"] in ("CeleryExecutor", "KubernetesExecutor")
+    assert values["triggerer"]["enabled"] is True and values["dagProcessor"]["enabled"] is True
+    assert values["dags"]["persistence"]["enabled"] is False and values["dags"]["gitSync"]["enabled"] is False
+    # Every connection and Variable the compose file sets comes from a Secret here.
+    compose_env = _compose_config()["services"]["airflow-worker"]["environment"]
+    wanted = {k for k in compose_env if k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))} | {"HATCHWAY_DB_URL"}
+    assert {s["envName"] for s in values["secret"]} == wanted
+    assert all(s["secretName"] and s["secretKey"] for s in values["secret"])
+    # The door lives on the api-server: its ingress (the fields api-server-ingress.yaml reads) serves every path.
+    ingress = values["ingress"]["apiServer"]
+    assert ingress["enabled"] is True and ingress["path"] == "/" and ingress["pathType"] == "Prefix"
+    assert all(set(h) <= {"name", "tls"} for h in ingress["hosts"])
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"] == "hatchway-airflow"
 
 
 def test_image_and_lock_pin_the_same_airflow():
@@ -50,7 +164,7 @@ def test_image_installs_the_wheel_and_nothing_else_of_the_repository():
     assert "hatchway_airflow-" in runtime and "PYTHONPATH" not in dockerfile
     # The build stage takes the package sources only: no dev stack, simulators or tests.
     sources = [part for line in build.splitlines() if line.startswith("COPY ") for part in line.split()[1:-1]]
-    assert not [s for s in sources if s.startswith(("tests", "include/simulators")) or "devstack" in s]
+    assert not [s for s in sources if s.startswith(("tests", "include/simulators")) or "hatchway_dev" in s]
 
 
 def test_lock_is_fully_pinned():

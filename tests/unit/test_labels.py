@@ -6,7 +6,7 @@ import re
 
 from hatchway.domain.jobs import JobRequest
 from hatchway.domain.labels import UNKNOWN_OWNER, gcs_label_value, job_owner
-from tests_jobs import request
+from support.jobs import request
 
 GCS_LABEL = re.compile(r"^[a-z0-9_-]{0,63}$")
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from hatchway.domain.jobs import JobRequest
-from tests_jobs import EXAMPLE
+from support.jobs import EXAMPLE
 
 
 def _genome(**changes) -> Callable[[dict], None]:

@@ -23,8 +23,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect as sa_inspect, make_url, text
 
-from hatchway.devstack.airflow import Postgres
-from hatchway.devstack.process import StackError
+from hatchway_dev.airflow import Postgres
+from hatchway_dev.process import StackError
 from hatchway.domain.access import AccessPolicy, WorkflowDeploy
 from hatchway.store import Conflict, NotAllowed, NotFound, RunRecord, Store
 from hatchway.store.models import Base

@@ -2,7 +2,7 @@
 
 Start it with ``python -m include.simulators.seqera --port 8765`` from the repository root
 (token from ``--token`` or ``$SEQERA_SIM_TOKEN``), or in tests and the dev stack through
-:class:`hatchway.devstack.endpoints.SeqeraSimulator`. :func:`create_app` builds the app for
+:class:`hatchway_dev.endpoints.SeqeraSimulator`. :func:`create_app` builds the app for
 in-process use.
 """
 

@@ -117,6 +117,10 @@ class AirflowClient:
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
         return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)
 
+    def runs(self, dag_id: str) -> list[dict]:
+        """Every run of the DAG (all pages)."""
+        return self._paged(f"/dags/{dag_id}/dagRuns", "dag_runs")
+
     def run(self, dag_id: str, run_id: str) -> dict:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 

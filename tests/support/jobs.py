@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXAMPLE = json.loads((Path(__file__).resolve().parents[1] / "include/examples/intervene-job-request.json").read_text())
+EXAMPLE = json.loads((Path(__file__).resolve().parents[2] / "include/examples/intervene-job-request.json").read_text())
 
 
 def request(job_number: int) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def show_door(client, stack, airflow_url: str, settings: AuthSettings, env_file:
     """
     import boto3
 
-    from hatchway.devstack.demo import HATCHWAY_CONFIG, REGION
+    from hatchway_dev.settings import HATCHWAY_CONFIG, REGION
 
     bucket = HATCHWAY_CONFIG["bucket"]
     env_file.write_text("".join(f"export {k}='{v}'\n" for k, v in door_env_exports(settings).items()))

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import requests
 
-from hatchway.devstack.process import ManagedProcess, StackError, free_port, wait_until
+from hatchway_dev.process import ManagedProcess, StackError, free_port, wait_until
 
 VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Service:
@@ -179,7 +180,7 @@ class GcsEmulator(Service):
 
 
 class KafkaMockCluster(Service):
-    """librdkafka's mock cluster as the Kafka broker (``hatchway.devstack.kafka_mock``).
+    """librdkafka's mock cluster as the Kafka broker (``hatchway_dev.kafka_mock``).
 
     The broker picks its own port; :attr:`bootstrap` is read from the process's output.
     """
@@ -189,11 +190,10 @@ class KafkaMockCluster(Service):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.bootstrap: str | None = None
-        plugins = str(Path(__file__).resolve().parents[2])
-        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (plugins, os.environ.get("PYTHONPATH")) if p)
+        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 
     def _argv(self) -> list[str]:
-        return [sys.executable, "-m", "hatchway.devstack.kafka_mock"]
+        return [sys.executable, "-m", "hatchway_dev.kafka_mock"]
 
     def start(self, workdir: Path) -> Service:
         # Logs are appended across starts: an old BOOTSTRAP line would name a dead broker.
@@ -300,9 +300,8 @@ class SeqeraSimulator(Service):
         self.compute_env_id = compute_env_id
         self.forbidden_workspaces = tuple(forbidden_workspaces)
         self.conn_extra = dict(conn_extra or {})
-        repo = str(Path(__file__).resolve().parents[3])
-        plugins = str(Path(__file__).resolve().parents[2])
-        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, plugins, os.environ.get("PYTHONPATH")) if p)
+        plugins = str(REPO / "plugins")
+        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), plugins, os.environ.get("PYTHONPATH")) if p)
         self.extra_env["SEQERA_SIM_TOKEN"] = self.token
 
     @property
@@ -317,7 +316,7 @@ class SeqeraSimulator(Service):
         return argv
 
     def _process_kwargs(self) -> dict:
-        return {"cwd": Path(__file__).resolve().parents[3]}
+        return {"cwd": REPO}
 
     def _ready(self) -> bool:
         return requests.get(f"{self.url}/service-info", timeout=2).status_code == 200

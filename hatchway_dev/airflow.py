@@ -25,10 +25,10 @@ from pathlib import Path
 import psutil
 import requests
 
-from hatchway.devstack.endpoints import VENV_BIN, Service
-from hatchway.devstack.process import ManagedProcess, StackError, free_port, tail, wait_until
+from hatchway_dev.endpoints import VENV_BIN, Service
+from hatchway_dev.process import ManagedProcess, StackError, free_port, tail, wait_until
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = REPO / ".hatchway-dev" / "airflow"
 MODES = ("standalone", "celery")
 CELERY_ADMIN = ("admin", "admin")
@@ -152,6 +152,9 @@ class Airflow:
     :param fresh: empty ``home`` first, so each start has a new metadata DB and no stale runs.
     :param start_timeout: seconds to wait for a healthy API.
     :param worker_concurrency: Celery worker slots (celery mode).
+    :param bin_dir: the venv whose ``airflow`` runs (default: this one).
+    :param pythonpath: exactly this ``PYTHONPATH`` (``[]``: none, for an installed provider);
+        default: the plugins folder, its parent and the caller's ``PYTHONPATH``.
     """
 
     def __init__(
@@ -166,6 +169,8 @@ class Airflow:
         fresh: bool = True,
         start_timeout: float = 240,
         worker_concurrency: int = 4,
+        bin_dir: Path = VENV_BIN,
+        pythonpath: list[str] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -178,6 +183,8 @@ class Airflow:
         self.fresh = fresh
         self.start_timeout = start_timeout
         self.worker_concurrency = worker_concurrency
+        self.bin_dir = Path(bin_dir)
+        self.pythonpath = pythonpath
         self.processes: list[ManagedProcess] = []
         self.log_paths: list[Path] = []  # kept after stop, for failure reports
         self.services: list[Service] = []
@@ -209,14 +216,18 @@ class Airflow:
     def _env(self) -> dict[str, str]:
         # Inherited AIRFLOW* settings (a test suite's AIRFLOW_HOME, a user's executor) would
         # leak into the stack: start from a clean slate and set everything that matters.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        pythonpath = [str(self.plugins_folder), str(self.plugins_folder.parent)]
-        if os.environ.get("PYTHONPATH"):
-            pythonpath.append(os.environ["PYTHONPATH"])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+        if self.pythonpath is None:  # the repository's package, and whatever the caller had
+            pythonpath = [str(self.plugins_folder), str(self.plugins_folder.parent)]
+            if os.environ.get("PYTHONPATH"):
+                pythonpath.append(os.environ["PYTHONPATH"])
+        else:  # exactly this (an installed provider: nothing of the repository)
+            pythonpath = list(self.pythonpath)
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join(pythonpath)
         env.update(
             # standalone and the executors spawn `airflow ...`: it must be this venv's.
-            PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            PYTHONPATH=os.pathsep.join(pythonpath),
+            PATH=f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             AIRFLOW_HOME=str(self.home),
             AIRFLOW__CORE__DAGS_FOLDER=str(self.dags_folder),
             AIRFLOW__CORE__PLUGINS_FOLDER=str(self.plugins_folder),
@@ -257,7 +268,7 @@ class Airflow:
         if self.fresh and self.home.exists() and any(self.home.iterdir()):
             # Only ever empty a folder this class made: a wrong `home` must not cost data.
             if not marker.exists():
-                raise StackError(f"refusing to empty {self.home}: not an Airflow home made by hatchway.devstack")
+                raise StackError(f"refusing to empty {self.home}: not an Airflow home made by hatchway_dev")
             shutil.rmtree(self.home)
         self.logs.mkdir(parents=True, exist_ok=True)
         marker.touch()
@@ -283,7 +294,7 @@ class Airflow:
 
     def _start_standalone(self) -> None:
         # standalone stops its components on KeyboardInterrupt only: SIGINT first.
-        self._spawn("standalone", [str(VENV_BIN / "airflow"), "standalone"], self._env(), stop_signal=signal.SIGINT)
+        self._spawn("standalone", [str(self.bin_dir / "airflow"), "standalone"], self._env(), stop_signal=signal.SIGINT)
 
     def _start_celery(self) -> None:
         for service in (Postgres(), Redis()):
@@ -299,7 +310,7 @@ class Airflow:
             AIRFLOW__CELERY__RESULT_BACKEND="db+" + pg.sqlalchemy_url,
             AIRFLOW__CELERY__WORKER_CONCURRENCY=str(self.worker_concurrency),
         )
-        airflow = str(VENV_BIN / "airflow")
+        airflow = str(self.bin_dir / "airflow")
         migrate = self.logs / "db-migrate.log"
         with open(migrate, "wb") as log:
             rc = subprocess.run([airflow, "db", "migrate"], env=env, cwd=self.home, stdout=log,

@@ -13,9 +13,9 @@ import requests
 import yaml
 
 from hatchway.api.auth import AuthSettings, issue_token
-from hatchway.devstack.wes_demo import run_form
+from hatchway_dev.wes_demo import run_form
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WES_SPEC = REPO / "tests" / "contracts" / "ga4gh-wes-1.1.0.openapi.yaml"
 SERVICE_INFO_SCHEMA = REPO / "include" / "schemas" / "ga4gh-service-info-1.0.0.json"
 

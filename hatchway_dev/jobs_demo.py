@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hatchway.devstack.client import AirflowClient
+from hatchway_dev.client import AirflowClient
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
 JOBS_CONFIG = {"namespace": NAMESPACE, "poll_interval_seconds": 2, "timeout_seconds": 120,
                "deployed_timeout_seconds": 300, "bucket_location": "EUROPE-WEST2"}

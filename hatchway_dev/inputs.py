@@ -2,7 +2,7 @@
 required) and an HTTP key handler, each a stdlib server in a thread of the driving process.
 
 The demo, the Celery leg and the job tests use it, so ``transfer_inputs`` decrypts real files
-everywhere. :class:`InputsSource` fits it into a :class:`~hatchway.devstack.endpoints.DevStack`.
+everywhere. :class:`InputsSource` fits it into a :class:`~hatchway_dev.endpoints.DevStack`.
 """
 
 

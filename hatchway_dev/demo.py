@@ -1,4 +1,4 @@
-"""``python -m hatchway.devstack.demo [--keep] [--executor standalone|celery]``
+"""``python -m hatchway_dev.demo [--keep] [--executor standalone|celery]``
 
 Starts the local dev stack (moto) and Airflow, runs the lifecycles in :data:`LIFECYCLE` one
 after the other through the REST API, and prints what was made. Without ``--keep`` it stops
@@ -17,14 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from hatchway.devstack.airflow import DEFAULT_HOME, MODES, REPO, Airflow
-from hatchway.devstack.client import AirflowClient
-from hatchway.devstack.endpoints import DevStack, GcsEmulator, KafkaMockCluster, MotoServer, SeqeraSimulator
-from hatchway.devstack.process import StackError, tail
-from hatchway.devstack.wes_demo import door_env, show_door
+from hatchway_dev.airflow import DEFAULT_HOME, MODES, REPO, Airflow
+from hatchway_dev.client import AirflowClient
+from hatchway_dev.endpoints import DevStack, GcsEmulator, KafkaMockCluster, MotoServer, SeqeraSimulator
+from hatchway_dev.process import StackError, tail
+from hatchway_dev.settings import HATCHWAY_CONFIG, REGION
+from hatchway_dev.wes_demo import door_env, show_door
 
-REGION = "us-east-1"
-HATCHWAY_CONFIG = {"region": REGION, "bucket": "hatchway-demo-data", "prefix": "hatchway"}
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ class RunResult:
 
 def dev_stack(workdir: Path) -> DevStack:
     """:return: the (not yet started) local endpoints the DAGs talk to."""
-    from hatchway.devstack.inputs import InputsSource
-    from hatchway.devstack.jobs_demo import INPUTS_FOLDER
+    from hatchway_dev.inputs import InputsSource
+    from hatchway_dev.jobs_demo import INPUTS_FOLDER
 
     return DevStack([MotoServer(region=REGION), GcsEmulator(), KafkaMockCluster(), SeqeraSimulator(),
                      InputsSource(INPUTS_FOLDER)], workdir)
@@ -69,7 +68,7 @@ def dev_stack(workdir: Path) -> DevStack:
 
 def airflow_env(stack: DevStack) -> dict[str, str]:
     """:return: connections and variables that point Airflow's DAGs at ``stack`` (started)."""
-    from hatchway.devstack.jobs_demo import jobs_config
+    from hatchway_dev.jobs_demo import jobs_config
 
     return {**stack.airflow_env(), "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(HATCHWAY_CONFIG),
             "AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG": json.dumps(jobs_config(stack))}
@@ -168,7 +167,7 @@ def format_table(resources: list) -> str:
 
 def show_jobs(client: AirflowClient, stack: DevStack, alive: Callable[[], None]) -> int:
     """Run the job part of the demo and print its runs, status messages and buckets."""
-    from hatchway.devstack.jobs_demo import bucket_rows, run_jobs, status_messages
+    from hatchway_dev.jobs_demo import bucket_rows, run_jobs, status_messages
 
     print("\nJobs (Kafka -> job_intake -> job_run -> Seqera simulator):", flush=True)
     outcomes = run_jobs(client, stack, on_poll=alive, out=lambda s: print(s, flush=True))
@@ -198,7 +197,7 @@ class _StopOnce:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hatchway.devstack.demo",
+    parser = argparse.ArgumentParser(prog="python -m hatchway_dev.demo",
                                      description="Run Hatchway's lifecycles on a local Airflow and dev stack.")
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
     parser.add_argument("--executor", choices=MODES, default="standalone")

@@ -1,4 +1,4 @@
-"""``python -m hatchway.devstack.kafka_mock``: librdkafka's mock cluster as a local Kafka broker.
+"""``python -m hatchway_dev.kafka_mock``: librdkafka's mock cluster as a local Kafka broker.
 
 The cluster lives as long as this process (it belongs to the producer that made it);
 other processes produce and consume through it with consumer groups. Prints
