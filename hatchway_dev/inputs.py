@@ -36,6 +36,11 @@ class Keypair:
                                                         b"hatchway test"))
         return b"-----BEGIN CRYPT4GH PRIVATE KEY-----\n" + body + b"\n-----END CRYPT4GH PRIVATE KEY-----\n"
 
+    def secret_forms(self) -> list[bytes]:
+        """Every way the private key could show up in a log."""
+        return [self.secret.hex().encode(), self.secret.hex().upper().encode(), base64.b64encode(self.secret),
+                self.armored().split(b"\n")[1][:40]]
+
 
 def encrypt(plain: bytes, recipient: Keypair) -> bytes:
     out = io.BytesIO()
@@ -44,7 +49,9 @@ def encrypt(plain: bytes, recipient: Keypair) -> bytes:
     return out.getvalue()
 
 
-class _Server:
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, serving ``handler``."""
+
     def __init__(self, handler) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -69,8 +76,8 @@ class InputsStandIn:
         self.encrypted = {f"{name}.c4gh": encrypt(plain, self.keys) for name, plain in files.items()}
         self.gets = 0
         self.key_fetches = 0
-        self.collection = _Server(self._collection_handler())
-        self.key_handler = _Server(self._key_handler())
+        self.collection = LoopbackServer(self._collection_handler())
+        self.key_handler = LoopbackServer(self._key_handler())
 
     def sha256(self, name: str) -> str:
         return hashlib.sha256(self.plaintexts[name]).hexdigest()

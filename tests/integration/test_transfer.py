@@ -8,23 +8,19 @@ empty TMPDIR, HOME and working directory, and the test checks they stay empty.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import boto3
 import pytest
-from crypt4gh import lib, sodium
-from crypt4gh.keys import c4gh
 
 from hatchway_dev.endpoints import GcsEmulator
+from hatchway_dev.inputs import Keypair, LoopbackServer, encrypt
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "hatchway-transfer-test"
@@ -36,24 +32,6 @@ DIR = "test@ebi.ac.uk/Sample-Set-1"
 
 
 # -- keys and files
-class Keypair:
-    """A Crypt4GH keypair made in memory; ``armored()`` is what a key handler returns."""
-
-    def __init__(self) -> None:
-        self.secret = os.urandom(32)
-        self.public = sodium.derive_pk(self.secret)
-
-    def armored(self, passphrase: str | None = None) -> bytes:
-        body = base64.b64encode(c4gh.encode_private_key(self.secret, passphrase.encode() if passphrase else None,
-                                                        b"hatchway test"))
-        return b"-----BEGIN CRYPT4GH PRIVATE KEY-----\n" + body + b"\n-----END CRYPT4GH PRIVATE KEY-----\n"
-
-    def secret_forms(self) -> list[bytes]:
-        """Every way the private key could show up in a log."""
-        return [self.secret.hex().encode(), self.secret.hex().upper().encode(), base64.b64encode(self.secret),
-                self.armored().split(b"\n")[1][:40]]
-
-
 def _plaintexts() -> dict[str, bytes]:
     # Names as in the INTERVENE request; one file spans many 64 KiB segments and upload chunks.
     return {
@@ -80,10 +58,8 @@ def collection(tmp_path_factory, keys, plaintexts) -> Path:
     root = tmp_path_factory.mktemp("collection")
     folder = root / DIR
     folder.mkdir(parents=True)
-    sender = os.urandom(32)
     for name, plain in plaintexts.items():
-        with open(folder / f"{name}.c4gh", "wb") as out:
-            lib.encrypt([(0, sender, keys.public)], io.BytesIO(plain), out)
+        (folder / f"{name}.c4gh").write_bytes(encrypt(plain, keys))
     return root
 
 
@@ -93,19 +69,6 @@ def _files(collection: Path, **size_delta: int) -> list[dict]:
 
 
 # -- local HTTP services (stdlib servers in threads)
-class _Server:
-    def __init__(self, handler) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
 def file_server(collection):
     """Serves the collection; needs the bearer token; ``omit_length`` streams without Content-Length."""
@@ -140,7 +103,7 @@ def file_server(collection):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the transfer stops reading when it has seen enough
 
-    server = _Server(Handler)
+    server = LoopbackServer(Handler)
     server.state = state
     yield server
     server.close()
@@ -172,7 +135,7 @@ def key_handler(keys):
             self.end_headers()
             self.wfile.write(key)
 
-    server = _Server(Handler)
+    server = LoopbackServer(Handler)
     server.served = served
     server.asked = asked
     yield server

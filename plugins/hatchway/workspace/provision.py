@@ -28,7 +28,7 @@ from hatchway.domain.workspace import (
 )
 from hatchway.workspace import activity, expiry, iam
 from hatchway.workspace.clients import AwsClients, error_code, is_not_found, tag_dict, tag_list
-from hatchway.workspace.network import Network, NetworkEnsurer
+from hatchway.workspace.network import NetworkEnsurer
 
 log = logging.getLogger(__name__)
 
