@@ -9,7 +9,7 @@ from hatchway.domain.workspace import TAG_WORKSPACE, PlatformConfig, QueueMode, 
 from hatchway.workspace.clients import tag_list
 from hatchway.workspace.inventory import inventory
 from hatchway.workspace.provision import read_record, write_record
-from support import run_dag, task_states, xcom_values
+from support import recorded_calls, reset_recording, run_dag, task_states, xcom_values
 from conftest import TEST_CONFIG
 
 CONFIG = PlatformConfig(**TEST_CONFIG)
@@ -94,16 +94,20 @@ def test_a_workspace_used_recently_is_not_reaped_however_old_and_an_unused_one_i
     assert find_idle(aws, CONFIG, now=later) == ["alice", "bob", "carol", "dave"]
 
 
-def test_a_job_in_the_shared_queue_keeps_its_workspace_alive(aws, airflow_db, set_config):
+def test_a_job_in_the_shared_queue_keeps_its_workspace_alive(aws, airflow_db, set_config, moto_server):
     from hatchway.workspace.reaper import find_idle
 
     set_config(queue_mode="shared")
     config = CONFIG.model_copy(update={"queue_mode": QueueMode.SHARED})
-    _provision("alice", "bob")
-    for name in ("alice", "bob"):
+    _provision("alice", "bob", "carol")
+    for name in ("alice", "bob", "carol"):
         _age(aws, name, WEEK)
     _submit_job(aws, "hatchway-shared-queue", "alice")
-    assert find_idle(aws, config) == ["bob"]
+    reset_recording(moto_server.url)
+    assert find_idle(aws, config) == ["bob", "carol"]
+    # The shared queue is read once for the pass, not once per workspace that looks idle.
+    listings = [a for s, a, _ in recorded_calls(moto_server.recording) if s == "batch" and a == "listjobs"]
+    assert len(listings) == 3  # jobs created within the TTL (every state), running, runnable
 
 
 def test_orphans_are_reported_then_deleted_only_when_asked(aws, airflow_db, set_config):

@@ -11,7 +11,8 @@ of them is its last activity:
 - **the access key**: IAM's last use of any of the workspace user's keys.
 
 The cheap signals are read first and the first recent one ends the look, so an active
-workspace costs one listing, and only a workspace that looks idle costs IAM and Batch calls.
+workspace costs at most one listing (shared by the whole pass), and only a workspace that
+still looks idle costs IAM and Batch calls (the shared queue is read once per pass).
 """
 
 from __future__ import annotations
@@ -107,39 +108,68 @@ def _queue_jobs(clients: AwsClients, queue: str, since: datetime) -> list[dict[s
     return list(jobs.values())
 
 
-def batch_last_used(clients: AwsClients, config: PlatformConfig, names: WorkspaceNames, since: datetime,
-                    now: datetime) -> datetime | None:
-    """The latest Batch job of the workspace created since ``since`` (or live): its own queue's,
-    or in shared mode the shared queue's jobs tagged with it or carrying its share identifier."""
-    if config.queue_mode is QueueMode.PER_USER:
-        jobs = _queue_jobs(clients, names.job_queue, since)
-    else:
-        summaries = _queue_jobs(clients, PlatformNames(config.prefix).shared_job_queue, since)
-        ids = [j["jobId"] for j in summaries]
-        jobs = []
-        for i in range(0, len(ids), DESCRIBE_BATCH):
-            for job in clients.batch.describe_jobs(jobs=ids[i:i + DESCRIBE_BATCH])["jobs"]:
-                if (job.get("tags") or {}).get(TAG_WORKSPACE) == names.workspace \
-                        or job.get("shareIdentifier") == names.share_identifier:
-                    jobs.append(job)
-    return max((_job_time(j, now) for j in jobs), default=None)
-
-
-def last_activity(clients: AwsClients, config: PlatformConfig, record: WorkspaceRecord, now: datetime,
-                  ttl_seconds: float, touches: dict[str, datetime] | None = None) -> Activity:
-    """The workspace's latest sign of use; stops looking at the first one younger than the TTL."""
-    names = WorkspaceNames(config.prefix, record.workspace)
-    latest = Activity(record.workspace, record.last_active_at, "provision")
-    touches = touched(clients, config) if touches is None else touches
-    looks = (
-        ("run", lambda: touches.get(record.workspace)),
-        ("access key", lambda: key_last_used(clients, names)),
-        ("batch job", lambda: batch_last_used(clients, config, names, now - timedelta(seconds=ttl_seconds), now)),
-    )
-    for source, look in looks:
-        if latest.idle_for(now) <= ttl_seconds:
-            break
-        at = look()
-        if at is not None and at > latest.at:
-            latest = Activity(record.workspace, at, source)
+def shared_queue_activity(clients: AwsClients, config: PlatformConfig, since: datetime,
+                          now: datetime) -> dict[str, datetime]:
+    """Each workspace's latest job in the shared queue created since ``since`` (or live), attributed
+    by the job's workspace tag or share identifier: one listing and DescribeJobs in hundreds for all."""
+    summaries = _queue_jobs(clients, PlatformNames(config.prefix).shared_job_queue, since)
+    ids = [j["jobId"] for j in summaries]
+    latest: dict[str, datetime] = {}
+    for i in range(0, len(ids), DESCRIBE_BATCH):
+        for job in clients.batch.describe_jobs(jobs=ids[i:i + DESCRIBE_BATCH])["jobs"]:
+            for key in filter(None, ((job.get("tags") or {}).get(TAG_WORKSPACE), job.get("shareIdentifier"))):
+                at = _job_time(job, now)
+                latest[key] = max(at, latest.get(key, at))
     return latest
+
+
+class ActivityReader:
+    """Reads the workspaces' last use for one reaper pass, sharing what serves them all.
+
+    The run markers and the shared queue's jobs are read once per pass (lazily); IAM and a
+    per-user queue are asked only for a workspace that still looks idle.
+
+    :param now: the pass's time.
+    :param ttl_seconds: idle past this; a sign of use younger than it ends the look.
+    """
+
+    def __init__(self, clients: AwsClients, config: PlatformConfig, now: datetime, ttl_seconds: float) -> None:
+        self.clients, self.config, self.now, self.ttl = clients, config, now, ttl_seconds
+        self._touches: dict[str, datetime] | None = None
+        self._shared: dict[str, datetime] | None = None
+
+    @property
+    def since(self) -> datetime:
+        return self.now - timedelta(seconds=self.ttl)
+
+    def touches(self) -> dict[str, datetime]:
+        if self._touches is None:
+            self._touches = touched(self.clients, self.config)
+        return self._touches
+
+    def batch_last_used(self, names: WorkspaceNames) -> datetime | None:
+        """The workspace's latest Batch job: its own queue's, or its jobs in the shared queue."""
+        if self.config.queue_mode is QueueMode.PER_USER:
+            jobs = _queue_jobs(self.clients, names.job_queue, self.since)
+            return max((_job_time(j, self.now) for j in jobs), default=None)
+        if self._shared is None:
+            self._shared = shared_queue_activity(self.clients, self.config, self.since, self.now)
+        found = [self._shared.get(k) for k in (names.workspace, names.share_identifier)]
+        return max((f for f in found if f is not None), default=None)
+
+    def last_activity(self, record: WorkspaceRecord) -> Activity:
+        """The workspace's latest sign of use; stops looking at the first one younger than the TTL."""
+        names = WorkspaceNames(self.config.prefix, record.workspace)
+        latest = Activity(record.workspace, record.last_active_at, "provision")
+        looks = (
+            ("run", lambda: self.touches().get(record.workspace)),
+            ("access key", lambda: key_last_used(self.clients, names)),
+            ("batch job", lambda: self.batch_last_used(names)),
+        )
+        for source, look in looks:
+            if latest.idle_for(self.now) <= self.ttl:
+                break
+            at = look()
+            if at is not None and at > latest.at:
+                latest = Activity(record.workspace, at, source)
+        return latest

@@ -24,12 +24,12 @@ def find_idle(clients: AwsClients, config: PlatformConfig, ttl_hours: int | None
     """
     ttl = (ttl_hours or config.idle_ttl_hours) * 3600
     now = now or utcnow()
-    touches = activity.touched(clients, config)
+    reader = activity.ActivityReader(clients, config, now, ttl)
     idle = []
     for record in list_records(clients, config):
         if record.state is not WorkspaceState.ACTIVE:
             continue
-        last = activity.last_activity(clients, config, record, now, ttl, touches)
+        last = reader.last_activity(record)
         if last.idle_for(now) > ttl:
             idle.append(record.workspace)
             log.info("workspace %s idle since %s (last %s)", record.workspace, last.at.isoformat(), last.source)
