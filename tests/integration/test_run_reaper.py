@@ -57,8 +57,13 @@ def wes_conf(run_id: str) -> dict:
 
 @pytest.fixture
 def gcs(gcs_emulator, monkeypatch):
+    """The session's GCS emulator with none of this namespace's buckets: earlier tests' job runs
+    leave results buckets there, and a sweep would rightly take them too."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
-    return storage.Client(project=gcs_emulator.project, credentials=AnonymousCredentials())
+    client = storage.Client(project=gcs_emulator.project, credentials=AnonymousCredentials())
+    for bucket in client.list_buckets(prefix=f"{NS}-"):
+        bucket.delete(force=True)
+    return client
 
 
 def job_bucket(gcs, job: str, kind: str = "work", label: str | None = None) -> storage.Bucket:
