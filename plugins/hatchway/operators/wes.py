@@ -16,6 +16,8 @@ from hatchway.operators.seqera import WaitForSeqeraOperator
 
 if TYPE_CHECKING:
     from hatchway.domain.wes import WesRunConf, WesSettings
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.workspace.clients import AwsClients
 
 WES_VARIABLE = "hatchway_wes_config"
 RUN_NAME_TEMPLATE = "wes-{{ dag_run.conf['run_id'] }}"
@@ -44,15 +46,21 @@ class WesOperator(BaseOperator):
 
         return WesRunConf.model_validate(context["dag_run"].conf or {})
 
-    def touch_workspace(self, conf: WesRunConf) -> None:
-        """Tell the workspace reaper that the executing workspace is in use (:mod:`hatchway.workspace.activity`)."""
+    @cached_property
+    def platform(self) -> tuple[PlatformConfig, AwsClients]:
+        """The deployment's platform config and clients for the platform bucket (read once per task)."""
         from hatchway.operators.workspace import load_config
-        from hatchway.workspace import activity
         from hatchway.workspace.clients import AwsClients
 
         config = load_config()
-        activity.touch(AwsClients.from_connection(self.settings.aws_conn_id, config.region), config,
-                       conf.executing, by=f"wes_run {conf.run_id}")
+        return config, AwsClients.from_connection(self.settings.aws_conn_id, config.region)
+
+    def touch_workspace(self, conf: WesRunConf) -> None:
+        """Tell the workspace reaper that the executing workspace is in use (:mod:`hatchway.workspace.activity`)."""
+        from hatchway.workspace import activity
+
+        config, clients = self.platform
+        activity.touch(clients, config, conf.executing, by=f"wes_run {conf.run_id}")
 
 
 class PrepareRunOperator(WesOperator):
@@ -103,12 +111,9 @@ class LaunchWorkflowOperator(WesOperator):
         the door has no AWS access of its own. No record: no cost tag, never the workspace name.
         """
         from hatchway.domain.wes import with_cost_center
-        from hatchway.operators.workspace import load_config
-        from hatchway.workspace.clients import AwsClients
         from hatchway.workspace.provision import read_record
 
-        config = load_config()
-        clients = AwsClients.from_connection(self.settings.aws_conn_id, config.region)
+        config, clients = self.platform
         record = read_record(clients, config, conf.executing)
         cost_center = record.cost_center if record else None
         if cost_center is None:

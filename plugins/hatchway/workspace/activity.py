@@ -17,7 +17,6 @@ still looks idle costs IAM and Batch calls (the shared queue is read once per pa
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,14 +27,10 @@ from hatchway.domain.names import PlatformNames, WorkspaceNames
 from hatchway.domain.workspace import TAG_WORKSPACE, PlatformConfig, QueueMode, WorkspaceRecord
 from hatchway.workspace.clients import AwsClients, is_not_found
 
-log = logging.getLogger(__name__)
-
 MARKERS = ".hatchway/activity/"
+SUFFIX = ".touch"  # so that one workspace's key is never a prefix of another's
 LIVE_JOBS = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 DESCRIBE_BATCH = 100  # the most job ids one DescribeJobs call takes
-
-
-SUFFIX = ".touch"  # so that one workspace's key is never a prefix of another's
 
 
 def marker_key(workspace: str) -> str:
