@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from hatchway import s3
 from hatchway.domain.jobs import GENOMIC_SUFFIXES, JobNames, JobPlatformConfig
 from hatchway.domain.labels import UNKNOWN_OWNER, gcs_label_value
 
@@ -27,7 +28,6 @@ OWNER_LABEL, COST_LABEL = "hatchway-owner", "hatchway-cost-center"
 OWNER_TAG = "hatchway:owner"
 GCS_LIST_PAGE = 1000
 GCS_BATCH_CALLS = 100  # GCS takes at most 100 calls in one batch request
-S3_DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 class BucketExistsError(RuntimeError):
@@ -202,25 +202,8 @@ class S3Buckets:
         return deleted
 
     def _empty(self, name: str) -> None:
-        # Every version and delete marker (an unversioned object is version "null"), then
-        # unfinished multipart uploads, which also keep a bucket from being deleted.
-        removed = 0
-        for page in self.client.get_paginator("list_object_versions").paginate(
-                Bucket=name, PaginationConfig={"PageSize": S3_DELETE_BATCH}):
-            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-            for start in range(0, len(doomed), S3_DELETE_BATCH):
-                answer = self.client.delete_objects(Bucket=name, Delete={
-                    "Objects": doomed[start:start + S3_DELETE_BATCH], "Quiet": True})
-                if answer.get("Errors"):
-                    first = answer["Errors"][0]
-                    raise BucketNotEmptied(f"bucket {name!r}: {len(answer['Errors'])} objects not deleted, e.g. "
-                                           f"{first.get('Key')!r}: {first.get('Code')}")
-                removed += len(doomed[start:start + S3_DELETE_BATCH])
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
-            for upload in page.get("Uploads", []):
-                self.client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
-        log.info("bucket %s: deleted %d object versions and delete markers", name, removed)
+        removed = s3.empty(self.client, name, error=BucketNotEmptied)
+        log.info("bucket %s: deleted %d objects (every version and delete marker)", name, removed)
 
 
 def job_buckets(config: JobPlatformConfig, names: JobNames, run_id: str,

@@ -18,13 +18,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from hatchway import s3
 from hatchway.domain.workspace import PlatformConfig, utcnow
 from hatchway.workspace.clients import AwsClients, is_not_found
 
 log = logging.getLogger(__name__)
 
 MARKERS = ".hatchway/expiry/"
-DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 
 def marker_key(workspace: str) -> str:
@@ -84,46 +84,6 @@ def pending(clients: AwsClients, config: PlatformConfig) -> list[Expiry]:
     return sorted(found, key=lambda e: (e.expires_at, e.workspace))
 
 
-def versioned(clients: AwsClients, bucket: str) -> bool:
-    """Whether the bucket keeps versions (now or once did: suspended buckets keep old ones)."""
-    return clients.s3.get_bucket_versioning(Bucket=bucket).get("Status") in ("Enabled", "Suspended")
-
-
-def delete_prefix(clients: AwsClients, bucket: str, prefix: str) -> int:
-    """Delete every object under ``prefix`` (every version and delete marker too if the
-    bucket is versioned, in batches of 1,000) and abort its unfinished uploads.
-
-    Returns how many objects (or versions) were deleted.
-    """
-    s3, deleted = clients.s3, 0
-    # Unfinished multipart uploads hold storage but are no objects: they go first.
-    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
-        for upload in page.get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    with_versions = versioned(clients, bucket)
-    # Each round lists from the start of the prefix and deletes what it got: a listing
-    # continued past keys (or versions) it already deleted can lose its place.
-    while batch := _first_keys(s3, bucket, prefix, with_versions):
-        deleted += _delete(s3, bucket, batch)
-    return deleted
-
-
-def _first_keys(s3: Any, bucket: str, prefix: str, with_versions: bool) -> list[dict[str, str]]:
-    if not with_versions:
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=DELETE_BATCH)
-        return [{"Key": o["Key"]} for o in listed.get("Contents", [])]
-    listed = s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=DELETE_BATCH)
-    return [{"Key": o["Key"], "VersionId": o["VersionId"]}
-            for o in listed.get("Versions", []) + listed.get("DeleteMarkers", [])][:DELETE_BATCH]
-
-
-def _delete(s3: Any, bucket: str, batch: list[dict[str, str]]) -> int:
-    errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
-    if errors:
-        raise RuntimeError(f"S3 refused to delete {len(errors)} object(s), e.g. {errors[0]}")
-    return len(batch)
-
-
 def sweep(clients: AwsClients, config: PlatformConfig, holder: str, now: datetime | None = None) -> dict[str, Any]:
     """Delete the data of every workspace whose expiry has passed; report what was done.
 
@@ -151,7 +111,7 @@ def sweep(clients: AwsClients, config: PlatformConfig, holder: str, now: datetim
             current = read(clients, config, expiry.workspace)
             if current is None or current.expires_at > now:
                 continue  # re-provisioned (or torn down again) since the listing
-            deleted = delete_prefix(clients, config.bucket, current.prefix)
+            deleted = s3.empty(clients.s3, config.bucket, current.prefix)
             clients.s3.delete_object(Bucket=config.bucket, Key=marker_key(expiry.workspace))
         finally:
             lock.release(holder)

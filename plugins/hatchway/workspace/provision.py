@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
+from hatchway import s3 as s3_objects
 from hatchway.domain import policies
 from hatchway.domain.names import NetworkNames, PlatformNames, WorkspaceNames
 from hatchway.domain.workspace import (
@@ -429,8 +430,10 @@ class Workspace:
 
     def purge_data(self) -> dict[str, Any]:
         """Delete the user's objects (every version, if the bucket keeps them), the record, the expiry and the activity."""
-        bucket, deleted = self.config.bucket, 0
-        for prefix in (self.names.s3_prefix, self.names.record_key, expiry.marker_key(self.request.workspace),
-                       activity.marker_key(self.request.workspace)):
-            deleted += expiry.delete_prefix(self.clients, bucket, prefix)
+        client, bucket = self.clients.s3, self.config.bucket
+        with_versions = s3_objects.versioned(client, bucket)
+        deleted = sum(s3_objects.empty(client, bucket, prefix, with_versions=with_versions)
+                      for prefix in (self.names.s3_prefix, self.names.record_key,
+                                     expiry.marker_key(self.request.workspace),
+                                     activity.marker_key(self.request.workspace)))
         return {"deleted_objects": deleted}
