@@ -94,7 +94,7 @@ class NetworkEnsurer:
         self._ensure_route_table(vpc_id, self.names.public_route_table, [proxy], gateway_id=igw_id)
         private_table = self._ensure_route_table(vpc_id, self.names.private_route_table, private, eni_id=squid_eni)
         self._ensure_s3_endpoint(vpc_id, [private_table])
-        template = self.ensure_launch_template(squid_ip)["id"] if squid_ip else None
+        template = self.ensure_launch_template(squid_ip) if squid_ip else None
         return Network(vpc_id, private, batch_sg, squid_id, squid_ip, template)
 
     def _ensure_vpc(self) -> str:
@@ -221,45 +221,44 @@ class NetworkEnsurer:
             self.ec2.modify_vpc_endpoint(VpcEndpointId=endpoint["VpcEndpointId"], AddRouteTableIds=missing)
         return endpoint["VpcEndpointId"]
 
-    def ensure_launch_template(self, proxy_host: str) -> dict[str, str]:
+    def ensure_launch_template(self, proxy_host: str) -> str:
         """The Batch instances' launch template, its user data pointing them at Squid on ``proxy_host``.
 
         Found by name; a user data that differs (Squid replaced, another VPC range) becomes a
         new version, which the compute environment (on ``$Latest``) uses from its next
-        infrastructure update or replacement. Returns the template's id, name and version.
+        infrastructure update or replacement. Returns the template's id.
         """
         name = self.names.launch_template
         wanted = batch_user_data(proxy_host, str(self.cidr))
-        found = self.ec2.describe_launch_templates(
-            Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
         data = {"UserData": base64.b64encode(wanted.encode()).decode(),
                 "TagSpecifications": [{"ResourceType": kind, "Tags": tag_list({**self.tags, "Name": name})}
                                       for kind in ("instance", "volume")]}
-        if not found:
+        template = self._find_launch_template(name)
+        if template is None:
             try:
-                template = self.ec2.create_launch_template(
+                return self.ec2.create_launch_template(
                     LaunchTemplateName=name, LaunchTemplateData=data,
                     VersionDescription="Batch instances behind the network's Squid proxy",
-                    TagSpecifications=self._spec("launch-template", name))["LaunchTemplate"]
-                return {"id": template["LaunchTemplateId"], "name": name,
-                        "version": str(template["LatestVersionNumber"])}
+                    TagSpecifications=self._spec("launch-template", name))["LaunchTemplate"]["LaunchTemplateId"]
             except ClientError as exc:
                 # Two workspaces ensuring the shared network at once: the other one made it.
                 if error_code(exc) != "InvalidLaunchTemplateName.AlreadyExistsException":
                     raise
-                found = self.ec2.describe_launch_templates(
-                    Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
-        template = found[0]
+                template = self._find_launch_template(name)
         template_id = template["LaunchTemplateId"]
         self._converge_tags(template_id, template.get("Tags"), name)
         latest = self.ec2.describe_launch_template_versions(
             LaunchTemplateId=template_id, Versions=["$Latest"])["LaunchTemplateVersions"][0]
-        if _user_data(latest.get("LaunchTemplateData", {}).get("UserData")) == wanted:
-            return {"id": template_id, "name": name, "version": str(latest["VersionNumber"])}
-        version = self.ec2.create_launch_template_version(
-            LaunchTemplateId=template_id, LaunchTemplateData=data, SourceVersion=str(latest["VersionNumber"]),
-            VersionDescription="proxy settings changed")["LaunchTemplateVersion"]
-        return {"id": template_id, "name": name, "version": str(version["VersionNumber"])}
+        if _user_data(latest.get("LaunchTemplateData", {}).get("UserData")) != wanted:
+            self.ec2.create_launch_template_version(
+                LaunchTemplateId=template_id, LaunchTemplateData=data, SourceVersion=str(latest["VersionNumber"]),
+                VersionDescription="proxy settings changed")
+        return template_id
+
+    def _find_launch_template(self, name: str) -> dict[str, Any] | None:
+        found = self.ec2.describe_launch_templates(
+            Filters=[{"Name": "launch-template-name", "Values": [name]}])["LaunchTemplates"]
+        return found[0] if found else None
 
     def stop_squid(self) -> str | None:
         instance = self.find_squid()
