@@ -19,10 +19,8 @@ token is never logged.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,12 +30,12 @@ import httpx
 from airflow.sdk import BaseHook
 
 from hatchway.domain.jobs import JobEvent, seqera_event
+from hatchway.hooks import rest
 from hatchway.hooks.seqera_settings import DEFAULT_PAGE_SIZE, SEQERA_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_PAGES = 1000  # a runaway pagination (a server that ignores offset) stops here
 
 
@@ -126,13 +124,14 @@ class SeqeraEndpoint:
         """
         return self.base_url, hashlib.sha256(self.token.encode()).hexdigest()[:16]
 
+    @property
+    def retry(self) -> rest.Backoff:
+        """The connection's retry rules."""
+        return rest.Backoff(self.max_attempts, self.backoff_base, self.backoff_max)
+
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try ``attempt`` (1-based): exponential, jittered, capped."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        delay = random.uniform(ceiling / 2, ceiling)  # jitter: many triggers must not retry in step
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max))
-        return delay
+        return self.retry.delay(attempt, retry_after)
 
 
 def newest_by_name(elements: Iterable[dict[str, Any]], names: set[str] | None) -> dict[str, dict[str, Any]]:
@@ -156,19 +155,6 @@ def newest_by_name(elements: Iterable[dict[str, Any]], names: set[str] | None) -
 def _created(wf: dict[str, Any]) -> str:
     # ISO-8601 UTC strings order as text; real answers may carry nulls.
     return wf.get("dateCreated") or wf.get("submit") or ""
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    try:
-        return float(resp.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
-
-
-class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
 
 
 class SeqeraHook(BaseHook):
@@ -235,10 +221,9 @@ class SeqeraHook(BaseHook):
 
     # -- answers
     def _answer(self, resp: httpx.Response, method: str, path: str, workspace_id: int | None) -> Any:
-        """Return the decoded body of a 2xx; raise for the rest (``_Retry`` for retryable ones)."""
+        """Return the decoded body of a 2xx; raise for the rest (:class:`hatchway.hooks.rest.Retry` for retryable ones)."""
+        rest.raise_for_retry(resp)
         status = resp.status_code
-        if status in RETRY_STATUSES:
-            raise _Retry(f"HTTP {status}", _retry_after(resp) if status == 429 else None)
         ep = self.endpoint
         if status == 401:
             raise SeqeraAuthError(
@@ -271,47 +256,28 @@ class SeqeraHook(BaseHook):
         self.log.warning("Seqera %s %s (connection %r): %s; retry %d/%d in %.1fs", method, path,
                          self.seqera_conn_id, reason, attempt, self.endpoint.max_attempts - 1, delay)
 
-    # -- sync transport
+    # -- transport (hatchway.hooks.rest: retries, backoff)
+    def note_retry(self, method: str, path: str, attempt: int, reason: str, delay: float) -> None:
+        self._note_retry(method, path, attempt, reason, delay)
+
+    def give_up(self, method: str, path: str, attempts: int, reason: str) -> SeqeraUnavailableError:
+        return self._give_up(method, path, attempts, reason)
+
     def _request(self, method: str, path: str, *, workspace_id: int | None = None,
                  params: dict[str, Any] | None = None, body: Any = None, attempts: int | None = None) -> Any:
         client = self.get_conn()
         query = {k: v for k, v in {"workspaceId": workspace_id, **(params or {})}.items() if v is not None}
-        attempts = attempts or self.endpoint.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                resp = client.request(method, path, params=query, json=body)
-                return self._answer(resp, method, path, workspace_id)
-            except _Retry as exc:
-                reason, retry_after = exc.reason, exc.retry_after
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                reason, retry_after = f"{type(exc).__name__}", None
-            if attempt == attempts:
-                raise self._give_up(method, path, attempts, reason)
-            delay = self.endpoint.backoff(attempt, retry_after)
-            self._note_retry(method, path, attempt, reason, delay)
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+        return rest.call(self, self.endpoint.retry, method, path,
+                         lambda: client.request(method, path, params=query, json=body),
+                         lambda resp: self._answer(resp, method, path, workspace_id), attempts)
 
-    # -- async transport
     async def _arequest(self, method: str, path: str, *, workspace_id: int | None = None,
                         params: dict[str, Any] | None = None, body: Any = None) -> Any:
         client = await self.aget_conn()
         query = {k: v for k, v in {"workspaceId": workspace_id, **(params or {})}.items() if v is not None}
-        attempts = self.endpoint.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                resp = await client.request(method, path, params=query, json=body)
-                return self._answer(resp, method, path, workspace_id)
-            except _Retry as exc:
-                reason, retry_after = exc.reason, exc.retry_after
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                reason, retry_after = f"{type(exc).__name__}", None
-            if attempt == attempts:
-                raise self._give_up(method, path, attempts, reason)
-            delay = self.endpoint.backoff(attempt, retry_after)
-            self._note_retry(method, path, attempt, reason, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        return await rest.acall(self, self.endpoint.retry, method, path,
+                                lambda: client.request(method, path, params=query, json=body),
+                                lambda resp: self._answer(resp, method, path, workspace_id))
 
     # -- API (sync)
     def service_info(self) -> dict[str, Any]:

@@ -2,15 +2,10 @@
 
 hattivatti polled ``GET /workflow?search=<run name>&max=1`` once per job per minute. Here every
 :class:`SeqeraRunTrigger` of one triggerer process that waits in the same Seqera workspace,
-through the same endpoint and token, subscribes to one shared :class:`WorkspacePoller`. The
-poller lists the workspace once per interval (``max``/``offset`` pages, narrowed by the run
-names' common prefix as ``search``, stopping once every waited-for name is seen) and hands
-each subscriber its run's latest record. All triggers of a process share one event loop
-(docs/airflow-behaviour.md, "Triggerer"), so the registry is per loop and guarded by an
-``asyncio.Lock``; nothing here blocks the loop.
-
-A waiting trigger costs its coroutine, one subscription and one small dict entry; the HTTP
-client (and its TLS context) is one per poller, not one per trigger.
+through the same endpoint and token, subscribes to one shared poller
+(:mod:`hatchway.triggers.poller`, the mechanism Cromwell waits share too) whose source,
+:class:`SeqeraListing`, lists the workspace once per interval and hands each subscriber its
+run's latest record.
 """
 
 from __future__ import annotations
@@ -18,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +29,8 @@ from hatchway.hooks.seqera import (
     SeqeraHook,
 )
 from hatchway.hooks.seqera_settings import poll_page_size
+from hatchway.triggers import poller
+from hatchway.triggers.poller import SharedPoller, Subscription
 
 ENDPOINT_TTL = 60.0  # seconds a resolved connection is reused, so a rotated token is picked up soon
 NOT_STARTED = "SUBMITTED"  # the one live Seqera status that does not mean "running"
@@ -45,126 +40,35 @@ KEPT_FIELDS = ("id", "runName", "status", "submit", "start", "complete", "dateCr
                "errorReport", "errorMessage")
 
 
-@dataclass(frozen=True)
-class Observation:
-    """What one poll round saw of one run.
+class SeqeraListing:
+    """The shared poller's source for one Seqera workspace: list it page by page (``max``/``offset``),
+    narrowed by the run names' common prefix as ``search``, until every waited-for name is seen.
 
-    :param round: the poller's round number.
-    :param at: epoch seconds when the round ended.
-    :param workflow: the run's ``workflow`` record, or None when the list did not contain it.
-    :param error: the round's failure, if it failed (after the hook's retries).
-    """
-
-    round: int
-    at: float
-    workflow: dict[str, Any] | None
-    error: SeqeraError | None = None
-
-
-class _Subscription:
-    __slots__ = ("poller", "run_name", "prefix", "interval", "page_size", "seen")
-
-    def __init__(self, poller: WorkspacePoller, run_name: str, prefix: str | None, interval: float,
-                 page_size: int) -> None:
-        self.poller = poller
-        self.run_name = run_name
-        self.prefix = prefix
-        self.interval = interval
-        self.page_size = page_size
-        self.seen = 0
-
-    async def next(self) -> Observation:
-        """Wait for the first round, after the last one returned, that asked about this run."""
-        poller = self.poller
-        while poller.round <= self.seen or self.run_name not in poller.asked:
-            await poller.tick.wait()
-        self.seen = poller.round
-        return Observation(poller.round, poller.finished_at, poller.results.get(self.run_name), poller.error)
-
-
-class WorkspacePoller:
-    """One list loop for one (endpoint, token, workspace) in one event loop.
-
-    Created and removed by :func:`subscribe`; runs while it has subscribers.
-
-    :param key: registry key: base URL, token digest, workspace id.
-    :param hook: a hook bound to the resolved endpoint; its async client is shared by all.
+    :param hook: a hook bound to the resolved endpoint; its async client serves every waiting run.
     :param workspace_id: the Seqera workspace listed.
     """
 
-    def __init__(self, registry: _Registry, key: tuple, hook: SeqeraHook, workspace_id: int | None) -> None:
-        self.registry = registry
-        self.key = key
+    def __init__(self, hook: SeqeraHook, workspace_id: int | None) -> None:
         self.hook = hook
         self.workspace_id = workspace_id
-        self.subs: set[_Subscription] = set()
-        self.round = 0
-        self.finished_at = 0.0
-        self.asked: frozenset[str] = frozenset()
-        self.results: dict[str, dict[str, Any]] = {}
-        self.error: SeqeraError | None = None
-        self.tick = asyncio.Event()
-        self.wake = asyncio.Event()
-        self.list_calls = 0
-        self.task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(), name=f"seqera-poller-{self.workspace_id}")
-
-    def leave(self, sub: _Subscription) -> None:
-        self.subs.discard(sub)
-        if not self.subs:
-            self.wake.set()  # let the loop notice now rather than after a full interval
-
-    async def _run(self) -> None:
+    async def observe(self, subs: list[Subscription]) -> tuple[dict[str, dict[str, Any]], int]:
+        names = {s.name for s in subs}
+        prefixes = [s.options.get("prefix") for s in subs]
+        search = os.path.commonprefix(prefixes) if all(prefixes) else None
+        page_size = poll_page_size(len(names), max(s.options.get("page_size", DEFAULT_PAGE_SIZE) for s in subs))
         try:
-            while True:
-                async with self.registry.lock:
-                    if not self.subs:
-                        if self.registry.pollers.get(self.key) is self:
-                            del self.registry.pollers[self.key]
-                        return
-                    subs = list(self.subs)
-                names = frozenset(s.run_name for s in subs)
-                prefixes = [s.prefix for s in subs]
-                search = os.path.commonprefix(prefixes) if all(prefixes) else None
-                await self._poll(names, search or None, poll_page_size(len(names), max(s.page_size for s in subs)))
-                await self._sleep(min(s.interval for s in subs))
-        finally:
-            await self.hook.aclose()
-
-    async def _sleep(self, interval: float) -> None:
-        """Wait one interval after a round, or less when the last subscriber leaves."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + interval
-        while self.subs:
-            self.wake.clear()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self.wake.wait()
-            except TimeoutError:
-                return
-
-    async def _poll(self, names: frozenset[str], search: str | None, page_size: int) -> None:
-        results: dict[str, dict[str, Any]] = {}
-        error: SeqeraError | None = None
-        try:
-            found, calls = await self.hook.afind_workflows(set(names), search=search,
+            found, calls = await self.hook.afind_workflows(names, search=search or None,
                                                            workspace_id=self.workspace_id, page_size=page_size)
-            self.list_calls += calls
-            results = {name: {k: wf[k] for k in KEPT_FIELDS if wf.get(k) is not None} for name, wf in found.items()}
-        except SeqeraError as exc:
-            error = exc
+        except SeqeraError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a bug here must not strand every waiting trigger
             self.hook.log.exception("Seqera poll of workspace %s failed", self.workspace_id)
-            error = SeqeraError(f"poll failed: {type(exc).__name__}: {exc}")
-        # Publish the round in one step (no await in between), then wake the subscribers.
-        self.results, self.asked, self.error = results, names, error
-        self.round += 1
-        self.finished_at = time.time()
-        tick, self.tick = self.tick, asyncio.Event()
-        tick.set()
+            raise SeqeraError(f"poll failed: {type(exc).__name__}: {exc}") from exc
+        return {name: {k: wf[k] for k in KEPT_FIELDS if wf.get(k) is not None} for name, wf in found.items()}, calls
+
+    async def aclose(self) -> None:
+        await self.hook.aclose()
 
 
 @dataclass
@@ -177,28 +81,9 @@ class _WaitState:
     first: bool = True
 
 
-@dataclass
-class _Registry:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pollers: dict[tuple, WorkspacePoller] = field(default_factory=dict)
-    endpoints: dict[str, tuple[float, SeqeraEndpoint]] = field(default_factory=dict)
-
-
-# Per event loop: asyncio primitives belong to one loop, and a triggerer process has one.
-_REGISTRIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Registry] = weakref.WeakKeyDictionary()
-
-
-def _registry() -> _Registry:
-    loop = asyncio.get_running_loop()
-    registry = _REGISTRIES.get(loop)
-    if registry is None:
-        registry = _REGISTRIES[loop] = _Registry()
-    return registry
-
-
-def pollers() -> dict[tuple, WorkspacePoller]:
-    """The running loop's pollers, keyed by (base URL, token digest, workspace id): for tests and metrics."""
-    return dict(_registry().pollers)
+def pollers() -> dict[tuple, SharedPoller]:
+    """The running loop's Seqera pollers, keyed by ("seqera", base URL, token digest, workspace id)."""
+    return poller.pollers("seqera")
 
 
 async def resolve_endpoint(conn_id: str, *, refresh: bool = False) -> SeqeraEndpoint:
@@ -206,34 +91,16 @@ async def resolve_endpoint(conn_id: str, *, refresh: bool = False) -> SeqeraEndp
 
     :param refresh: read the connection again (after a refused token: it may have been rotated).
     """
-    cache = _registry().endpoints
-    hit = cache.get(conn_id)
-    if hit and hit[0] > time.monotonic() and not refresh:
-        return hit[1]
-    endpoint = await SeqeraHook(conn_id).aget_endpoint()
-    cache[conn_id] = (time.monotonic() + ENDPOINT_TTL, endpoint)
-    return endpoint
+    return await poller.cached(("seqera", conn_id), ENDPOINT_TTL, SeqeraHook(conn_id).aget_endpoint,
+                               refresh=refresh)
 
 
-@asynccontextmanager
-async def subscribe(endpoint: SeqeraEndpoint, workspace_id: int | None, run_name: str, *,
-                    prefix: str | None = None, interval: float = 60.0,
-                    page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[_Subscription]:
+def subscribe(endpoint: SeqeraEndpoint, workspace_id: int | None, run_name: str, *, prefix: str | None = None,
+              interval: float = 60.0, page_size: int = DEFAULT_PAGE_SIZE):
     """Join (or start) the shared poller of ``endpoint`` + ``workspace_id`` for one run name."""
-    registry = _registry()
-    key = (*endpoint.identity, workspace_id)
-    async with registry.lock:
-        poller = registry.pollers.get(key)
-        if poller is None:
-            poller = registry.pollers[key] = WorkspacePoller(registry, key, SeqeraHook(endpoint=endpoint),
-                                                             workspace_id)
-        sub = _Subscription(poller, run_name, prefix, interval, page_size)
-        poller.subs.add(sub)
-        poller.start()
-    try:
-        yield sub
-    finally:
-        poller.leave(sub)
+    return poller.subscribe(("seqera", *endpoint.identity, workspace_id),
+                            lambda: SeqeraListing(SeqeraHook(endpoint=endpoint), workspace_id), run_name,
+                            interval=interval, prefix=prefix, page_size=page_size)
 
 
 def _epoch(value: Any) -> float | None:
@@ -335,7 +202,7 @@ class SeqeraRunTrigger(BaseTrigger):
         # Yielded after leaving the poller, so a finished run is no longer listed for.
         yield TriggerEvent(event)
 
-    async def _wait(self, sub: _Subscription, workspace_id: int | None, state: _WaitState) -> dict[str, Any] | None:
+    async def _wait(self, sub: Subscription, workspace_id: int | None, state: _WaitState) -> dict[str, Any] | None:
         """Wait for this run's end or deadline; None when the connection's token was rotated."""
         while True:
             if state.running_since is None:
@@ -370,9 +237,9 @@ class SeqeraRunTrigger(BaseTrigger):
                 state.last_error = str(obs.error)
                 self.log.warning("Seqera run %r: poll failed, still waiting: %s", self.run_name, state.last_error)
                 continue
-            if obs.workflow is None:
+            if obs.record is None:
                 continue  # not listed yet: Nextflow has not reported to Seqera
-            workflow = state.workflow = obs.workflow
+            workflow = state.workflow = obs.record
             status = workflow.get("status")
             if state.running_since is None and status and status != NOT_STARTED:
                 state.running_since = _epoch(workflow.get("start")) or obs.at
@@ -389,20 +256,20 @@ class SeqeraRunTrigger(BaseTrigger):
                 return self._failed(workflow, reason, "run_" + status.lower(), workspace_id=workspace_id,
                                     running_since=state.running_since)
 
-    async def _token_rotated(self, sub: _Subscription) -> bool:
+    async def _token_rotated(self, sub: Subscription) -> bool:
         """After a 401/403: has the connection a different token or URL now than the one refused?"""
         try:
             fresh = await resolve_endpoint(self.seqera_conn_id, refresh=True)
         except Exception:  # noqa: BLE001 - then the refusal stands
             return False
-        return fresh.identity != sub.poller.key[:2]
+        return fresh.identity != sub.poller.key[1:3]
 
-    async def _with_trace(self, sub: _Subscription, workflow: dict[str, Any], workspace_id: int | None) -> dict:
+    async def _with_trace(self, sub: Subscription, workflow: dict[str, Any], workspace_id: int | None) -> dict:
         """A list record may lack the exit status and error report: then ask for the run itself."""
         if workflow.get("status") != "FAILED" or workflow.get("errorReport") or not workflow.get("id"):
             return workflow
         try:
-            described = await sub.poller.hook.aget_workflow(workflow["id"], workspace_id)
+            described = await sub.poller.source.hook.aget_workflow(workflow["id"], workspace_id)
         except SeqeraError as exc:
             self.log.warning("Seqera run %r failed; its error report could not be read: %s", self.run_name, exc)
             return workflow
