@@ -371,3 +371,122 @@ class SeqeraSimulator(Service):
 
     def reset(self) -> None:
         self._sim("POST", "reset")
+
+
+class CromwellSimulator(Service):
+    """The Cromwell simulator (``include/simulators/cromwell``) on ``http://127.0.0.1:<port>``.
+
+    Started as ``python -m include.simulators.cromwell --port <port>`` with the repository
+    root on ``PYTHONPATH``. Cromwell has no authentication, so neither does the simulator; the
+    helpers call its ``/_sim/`` control routes.
+
+    :param root: ``s3://bucket/prefix`` where finishing workflows write their files
+        (``None``: paths are reported, nothing is written).
+    :param s3_endpoint: S3 endpoint for ``root`` (e.g. :attr:`MotoServer.url`); credentials
+        come from the environment.
+    """
+
+    name = "cromwell"
+
+    def __init__(self, root: str | None = None, s3_endpoint: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+        self.s3_endpoint = s3_endpoint
+        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """Base of the workflow routes, ``<url>/api/workflows/v1``."""
+        return f"{self.url}/api/workflows/v1"
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "include.simulators.cromwell", "--host", "127.0.0.1", "--port", str(self.port),
+                "--exit-with-parent"]
+        if self.root:
+            argv += ["--root", self.root]
+        if self.s3_endpoint:
+            argv += ["--s3-endpoint", self.s3_endpoint]
+        return argv
+
+    def _process_kwargs(self) -> dict:
+        return {"cwd": REPO}
+
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/engine/v1/version", timeout=2).status_code == 200
+
+    def connection(self) -> dict:
+        """The Airflow connection as a dict (an ``http`` connection: Cromwell has no credentials)."""
+        return {"conn_type": "http", "host": "127.0.0.1", "port": self.port, "schema": "http"}
+
+    def airflow_env(self) -> dict[str, str]:
+        return {"AIRFLOW_CONN_CROMWELL_DEFAULT": json.dumps(self.connection())}
+
+    # -- control routes
+    def _sim(self, method: str, path: str, **kwargs):
+        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
+        resp.raise_for_status()
+        return resp.json()
+
+    def set_course(self, outcome: str = "succeed", after: int = 2, match: dict | None = None, **fields) -> dict:
+        """Script workflows: ``succeed`` / ``fail`` after ``after`` observations ``Submitted`` and
+        ``after`` more ``Running``, or ``hang`` (``Running`` forever). ``match`` picks them
+        (``{"label": "k:v"}`` and/or ``{"name": "wf"}``; ``None``: the default course);
+        ``failure``, ``outputs``, ``intermediates``, ``return_code`` optional.
+
+        :return: ``{"course": ..., "changed": [ids of existing workflows now on it]}``.
+        """
+        return self._sim("POST", "course", json={"match": match, "outcome": outcome, "after": after, **fields})
+
+    def fault(self, status: int, count: int = 1, routes: list[str] | None = None) -> dict:
+        """Make the next ``count`` calls of ``routes`` (``submit``, ``status``, ``query``...;
+        ``None``: any) answer ``status`` in Cromwell's error envelope."""
+        return self._sim("POST", "faults", json={"status": status, "count": count, "routes": routes})
+
+    def unknown_after_submit(self, reads: int) -> dict:
+        """New workflows answer 404 on status/metadata/outputs/labels and are missing from
+        ``/query`` for their first ``reads`` reads (Cromwell's summary lag, issue #2671)."""
+        return self._sim("POST", "faults", json={"unknown_after_submit": reads})
+
+    def calls(self) -> dict[str, int]:
+        """Calls per route name (``submit``, ``status``, ``abort``, ``query``...)."""
+        return self._sim("GET", "calls")["routes"]
+
+    def call_log(self) -> list[dict]:
+        """Every call: ``t``, ``route``, ``method``, ``path``, ``query``, answer ``status`` and
+        ``authorization`` (``{"scheme", "sha256"}`` of the header, never the token)."""
+        return self._sim("GET", "calls")["log"]
+
+    def calls_with_authorization(self, header: str) -> list[str]:
+        """Routes of the calls whose ``Authorization`` header was exactly ``header``."""
+        import hashlib
+
+        wanted = hashlib.sha256(header.encode()).hexdigest()
+        return [c["route"] for c in self.call_log() if (c["authorization"] or {}).get("sha256") == wanted]
+
+    def submissions(self) -> list[dict]:
+        """Every submit received, accepted (``id``) or refused (``error``), with its form parts
+        (``value`` for text, ``filename``/``size``/``sha256`` for files)."""
+        return self._sim("GET", "submissions")["submissions"]
+
+    def workflows(self) -> list[dict]:
+        return self._sim("GET", "workflows")["workflows"]
+
+    def write_errors(self) -> list[str]:
+        """Files a workflow could not write under ``root``."""
+        return self._sim("GET", "workflows")["write_errors"]
+
+    def workflow(self, workflow_id: str) -> dict:
+        """Everything the simulator holds about one workflow (status, observations, course, files written)."""
+        return self._sim("GET", f"workflows/{workflow_id}")
+
+    def advance(self, workflow_id: str) -> dict:
+        """Observe the workflow once, as a status poll would: ``{"id", "status", "observations"}``."""
+        return self._sim("POST", f"advance/{workflow_id}")
+
+    def reset(self) -> None:
+        """Forget workflows, courses, faults and records."""
+        self._sim("POST", "reset")

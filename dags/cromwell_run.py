@@ -1,0 +1,63 @@
+"""cromwell_run: a WDL workflow from git -> checked -> submitted to Cromwell -> waited on -> outputs placed."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, chain
+
+from hatchway.dag_defaults import DEFAULT_ARGS, workspace_param
+from hatchway.operators.cromwell import (
+    TASK_FETCH,
+    TASK_PLACE,
+    TASK_SUBMIT,
+    TASK_WAIT,
+    AbortWorkflowOperator,
+    FetchSourceOperator,
+    FinishRunOperator,
+    PlaceOutputsOperator,
+    SubmitWorkflowOperator,
+    WaitForWorkflowOperator,
+)
+
+with DAG(
+    dag_id="cromwell_run",
+    schedule=None,
+    catchup=False,
+    max_active_runs=100,
+    default_args=DEFAULT_ARGS,
+    tags=["hatchway", "cromwell", "wdl"],
+    params={
+        "run_id": Param(type="string", title="Run id", description="lowercase letters, digits and '-'",
+                        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$"),
+        "workspace": workspace_param(),
+        "source": Param(type="object", title="Workflow source",
+                        description='{"repo": "https://...", "ref": "<tag, branch or commit>", "path": "main.wdl"}'),
+        "inputs": Param({}, type="object", title="Workflow inputs"),
+        "options": Param({}, type="object", title="Workflow options"),
+        "labels": Param({}, type="object", title="Labels"),
+        "destination": Param(None, type=["null", "string"], title="Destination",
+                             description="s3:// URL (default s3://<bucket>/<workspace>/cromwell/<run id>/)"),
+    },
+    doc_md="""
+### Run a WDL workflow on Cromwell
+`fetch_source` clones the repository at the ref over https (allowed hosts and the size limit
+are settings), records the commit SHA, and checks the WDL with miniwdl offline: a syntax or
+type error fails here with file:line:column, before anything is submitted. `submit` sends
+that commit (not the ref) with the workspace's reserved label and `hogGroup`; a retry finds
+the workflow it submitted. `wait` waits in the triggerer, one `/query` per server per
+interval for every waiting run. `place_outputs` copies every output to the destination,
+checks each copy, then deletes the workflow's execution directory. The teardowns always run:
+`abort` aborts a live workflow (after a failure or a cancel), and `finish` fails the run
+unless the workflow succeeded and its outputs were placed, so a cancelled run never reads
+success. Settings: Variable `hatchway_cromwell_config` (README).
+""",
+) as dag:
+    fetch = FetchSourceOperator(task_id=TASK_FETCH)
+    submit = SubmitWorkflowOperator(task_id=TASK_SUBMIT)
+    wait = WaitForWorkflowOperator(task_id=TASK_WAIT)
+    place = PlaceOutputsOperator(task_id=TASK_PLACE)
+    abort = AbortWorkflowOperator(task_id="abort")
+    finish = FinishRunOperator(task_id="finish")
+
+    chain(fetch, submit, wait, place, abort, finish)
+    abort.as_teardown(setups=fetch)
+    finish.as_teardown(setups=fetch, on_failure_fail_dagrun=True)

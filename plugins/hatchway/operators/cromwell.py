@@ -1,0 +1,236 @@
+"""Thin operators of the ``cromwell_run`` lifecycle: a WDL workflow from git, run on Cromwell.
+
+The conf is a :class:`hatchway.domain.cromwell.CromwellRunConf`; the settings come from the
+Variable ``hatchway_cromwell_config`` (:class:`hatchway.domain.cromwell.CromwellSettings`)
+when a task runs, never when the DAG file is parsed. The work lives in
+:mod:`hatchway.wdl.source` (fetch and check), :mod:`hatchway.wdl.runs` (submit, place,
+abort) and :class:`hatchway.triggers.cromwell.CromwellWorkflowTrigger` (the wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from hatchway.domain.cromwell import CromwellRunConf, CromwellSettings
+    from hatchway.hooks.cromwell import CromwellHook
+    from hatchway.wdl.source import FetchedSource
+
+CROMWELL_VARIABLE = "hatchway_cromwell_config"
+TASK_FETCH, TASK_SUBMIT, TASK_WAIT, TASK_PLACE = "fetch_source", "submit", "wait", "place_outputs"
+XCOM_EVENT = "cromwell_event"
+
+
+def load_cromwell_settings(variable: str = CROMWELL_VARIABLE) -> CromwellSettings:
+    from airflow.sdk import Variable
+
+    from hatchway.domain.cromwell import CromwellSettings
+
+    raw = Variable.get(variable, default=None)
+    return CromwellSettings.model_validate_json(raw) if raw else CromwellSettings()
+
+
+class CromwellRunFailed(AirflowFailException):
+    """The workflow failed, was aborted or timed out: retrying the task would see the same end."""
+
+
+class CromwellOperator(BaseOperator):
+    """Base: the run's conf, the settings, the hook."""
+
+    ui_color = "#fdf0e0"
+
+    @cached_property
+    def settings(self) -> CromwellSettings:
+        return load_cromwell_settings()
+
+    def conf(self, context: Any) -> CromwellRunConf:
+        from pydantic import ValidationError
+
+        from hatchway.domain.cromwell import CromwellRunConf
+
+        try:
+            return CromwellRunConf.model_validate(context["dag_run"].conf or {})
+        except ValidationError as exc:
+            raise AirflowFailException(f"the run's conf is not a valid cromwell_run request: {exc}") from None
+
+    def hook(self) -> CromwellHook:
+        from hatchway.hooks.cromwell import CromwellHook
+
+        return CromwellHook(self.settings.cromwell_conn_id)
+
+    def fetch(self, context: Any, conf: CromwellRunConf, ref: str | None = None) -> FetchedSource:
+        """Fetch and check the workflow (at ``ref``, default the conf's).
+
+        A refusal fails the task for good and leaves its reason in XCom (key ``refused``) for
+        the front doors: file:line:column of each WDL error, or why the source was refused.
+        """
+        from hatchway.domain.wdl import SourceRefused, shown_url
+        from hatchway.wdl.source import fetch
+
+        request = conf.source if ref is None else conf.source.model_copy(update={"ref": ref})
+        with tempfile.TemporaryDirectory(prefix="hatchway-wdl-") as workdir:
+            try:
+                return fetch(request, workdir, self.settings.source)
+            except SourceRefused as exc:
+                reason = (f"workflow {request.path} from {shown_url(request.repo)} at {request.ref} was refused before "
+                          f"anything was submitted:\n{exc}")
+                context["ti"].xcom_push(key="refused", value=reason)
+                raise AirflowFailException(reason) from None
+
+    def submitted(self, context: Any) -> str | None:
+        answer = context["ti"].xcom_pull(task_ids=TASK_SUBMIT)
+        return answer.get("workflow_id") if answer else None
+
+
+class FetchSourceOperator(CromwellOperator):
+    """Clone the workflow's repository at the ref, pin the commit, check the WDL (a setup task).
+
+    Returns what a later reader needs to know what ran: repository, ref, commit SHA, path,
+    workflow name, WDL version and imports. ``submit`` fetches that commit again, not the ref.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        conf = self.conf(context)
+        fetched = self.fetch(context, conf)
+        self.log.info("workflow %s (WDL %s) from %s at %s = commit %s; imports: %s", fetched.workflow_name,
+                      fetched.wdl_version, fetched.repo, fetched.ref, fetched.commit, fetched.imports or "none")
+        return {"repo": fetched.repo, "ref": fetched.ref, "commit": fetched.commit, "path": fetched.path,
+                "workflow_name": fetched.workflow_name, "wdl_version": fetched.wdl_version,
+                "imports": list(fetched.imports)}
+
+
+class SubmitWorkflowOperator(CromwellOperator):
+    """Submit the pinned workflow to Cromwell (an ensure: a retry finds the run's workflow by its labels)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.wdl.runs import ensure_submitted
+
+        conf = self.conf(context)
+        pinned = context["ti"].xcom_pull(task_ids=TASK_FETCH)
+        fetched = self.fetch(context, conf, ref=pinned["commit"])
+        hook = self.hook()
+        try:
+            submission = ensure_submitted(
+                hook, run_id=conf.run_id, workspace=conf.workspace, workflow_source=fetched.workflow_source,
+                dependencies_zip=fetched.dependencies_zip, wdl_version=fetched.wdl_version, inputs=conf.inputs,
+                options=conf.options, labels=conf.labels, default_options=self.settings.workflow_options,
+                commit=fetched.commit)
+        finally:
+            hook.close()
+        self.log.info("run %s: Cromwell workflow %s (%s%s)", conf.run_id, submission.workflow_id, submission.status,
+                      ", submitted before" if submission.reused else "")
+        return {"workflow_id": submission.workflow_id, "status": submission.status, "reused": submission.reused,
+                "submitted_at": time.time()}
+
+
+class WaitForWorkflowOperator(CromwellOperator):
+    """Wait in the triggerer, one ``/query`` per Cromwell server per interval for every waiting run."""
+
+    def __init__(self, *, deferrable: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.triggers.cromwell import CromwellWorkflowTrigger
+
+        answer = context["ti"].xcom_pull(task_ids=TASK_SUBMIT)
+        settings = self.settings
+        trigger = CromwellWorkflowTrigger(
+            workflow_id=answer["workflow_id"], cromwell_conn_id=settings.cromwell_conn_id,
+            poll_interval=settings.poll_interval_seconds, timeout_seconds=settings.not_started_timeout_seconds,
+            run_timeout_seconds=settings.run_timeout_seconds, started_at=answer.get("submitted_at"))
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete")
+        return self.execute_complete(context, asyncio.run(_first_event(trigger)))
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or "status" not in event:
+            raise AirflowFailException(f"Cromwell wait resumed without an event: {event!r}")
+        context["ti"].xcom_push(key=XCOM_EVENT, value=event)
+        if event["status"] != "success":
+            raise CromwellRunFailed(event.get("reason") or f"Cromwell workflow {event.get('workflow_id')} "
+                                                          f"ended {event.get('cromwell_status')}")
+        self.log.info("Cromwell workflow %s succeeded", event["workflow_id"])
+        return event
+
+
+async def _first_event(trigger: Any) -> dict[str, Any]:
+    async for event in trigger.run():
+        return event.payload
+    raise AirflowFailException("Cromwell trigger ended without an event")
+
+
+class PlaceOutputsOperator(CromwellOperator):
+    """Copy each output file to the destination, check it, then remove the intermediate files.
+
+    Nothing is deleted before every output is copied and checked; on a failure everything is
+    kept and the error names where (:func:`hatchway.wdl.runs.place_outputs`).
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.operators.workspace import load_config
+        from hatchway.wdl.runs import PlacementError, place_outputs
+        from hatchway.workspace.clients import AwsClients
+
+        conf = self.conf(context)
+        workflow = self.submitted(context)
+        config = load_config()
+        hook = self.hook()
+        try:
+            outputs = hook.outputs(workflow)
+            root = hook.metadata(workflow, include=["workflowRoot"]).get("workflowRoot")
+        finally:
+            hook.close()
+        destination = conf.destination_url(config.bucket)
+        s3 = AwsClients.from_connection(self.settings.aws_conn_id, config.region).s3
+        try:
+            placement = place_outputs(s3, workflow_id_=workflow, workflow_root=root or "", outputs=outputs,
+                                      destination=destination)
+        except PlacementError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return {"destination": destination, "outputs": len(placement.placed), "removed": placement.removed,
+                "manifest": destination + "outputs.json"}
+
+
+class AbortWorkflowOperator(CromwellOperator):
+    """Teardown: abort the run's workflow if it is still live (after a failure or a cancel).
+
+    Aborts what ``submit`` returned and anything Cromwell lists for the run's label (a submit
+    whose answer was lost), so no workflow outlives its run.
+    """
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        from hatchway.wdl.runs import abort_if_live, run_workflows
+
+        conf = self.conf(context)
+        hook = self.hook()
+        try:
+            ids = {self.submitted(context)} | {r["id"] for r in run_workflows(hook, conf.workspace, conf.run_id)}
+            return [abort_if_live(hook, i) for i in sorted(i for i in ids if i)]
+        finally:
+            hook.close()
+
+
+class FinishRunOperator(CromwellOperator):
+    """The leaf: succeed only when the workflow succeeded and its outputs were placed.
+
+    A teardown that fails the DAG run otherwise, so a cancelled run (marked failed while it
+    waited, then its teardowns succeeding) never reads success.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        ti = context["ti"]
+        event = ti.xcom_pull(task_ids=TASK_WAIT, key=XCOM_EVENT) or {}
+        placed = ti.xcom_pull(task_ids=TASK_PLACE)
+        if event.get("status") == "success" and placed:
+            return {"workflow_id": event.get("workflow_id"), **placed}
+        reason = event.get("reason") or ("the workflow ended but its outputs were not placed" if event
+                                         else "the run was cancelled or failed before the workflow ended")
+        raise CromwellRunFailed(f"cromwell_run {self.conf(context).run_id} did not succeed: {reason}")

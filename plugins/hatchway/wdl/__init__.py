@@ -1,0 +1,1 @@
+"""WDL workflows: fetched from git at a pinned commit, validated offline, packaged for Cromwell."""
