@@ -97,14 +97,19 @@ def submission_labels(workspace: str, labels: Mapping[str, Any] | None = None, r
     return out
 
 
-def submission_options(workspace: str, options: Mapping[str, Any] | None = None,
-                       defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A submission's workflow options: the caller's (none that Hatchway owns), then Hatchway's."""
+def caller_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A caller's workflow options, checked: none that Hatchway owns."""
     options = dict(options or {})
     owned = sorted(FORBIDDEN_OPTIONS & options.keys())
     if owned:
         raise TenancyError(f"workflow option {owned[0]!r} is set by Hatchway and may not be given")
-    return {**options, **(defaults or {}), "hogGroup": workspace}
+    return options
+
+
+def submission_options(workspace: str, options: Mapping[str, Any] | None = None,
+                       defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A submission's workflow options: the caller's (none that Hatchway owns), then Hatchway's."""
+    return {**caller_options(options), **(defaults or {}), "hogGroup": workspace}
 
 
 def tenant_query(workspace: str, params: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -214,10 +219,7 @@ class CromwellRunConf(BaseModel):
     @field_validator("options")
     @classmethod
     def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        owned = sorted(FORBIDDEN_OPTIONS & value.keys())
-        if owned:
-            raise ValueError(f"workflow option {owned[0]!r} is set by Hatchway and may not be given")
-        return value
+        return caller_options(value)
 
     def destination_url(self, bucket: str) -> str:
         """Where the outputs go, ending with ``/``."""

@@ -105,7 +105,7 @@ def _envelope_message(resp: httpx.Response) -> str | None:
     return body.get("message") if isinstance(body, dict) else None
 
 
-class CromwellHook(BaseHook):
+class CromwellHook(rest.HttpClients, BaseHook):
     """Talk to one Cromwell server through one Airflow connection.
 
     :param cromwell_conn_id: the connection (see the module docstring).
@@ -121,8 +121,6 @@ class CromwellHook(BaseHook):
         super().__init__()
         self.cromwell_conn_id = endpoint.conn_id if endpoint else cromwell_conn_id
         self._endpoint = endpoint
-        self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
 
     @property
     def endpoint(self) -> CromwellEndpoint:
@@ -140,26 +138,6 @@ class CromwellHook(BaseHook):
         if ep.token:
             headers["Authorization"] = f"Bearer {ep.token}"
         return {"base_url": ep.base_url, "timeout": httpx.Timeout(ep.timeout), "verify": ep.verify, "headers": headers}
-
-    def get_conn(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(**self._client_kwargs(self.endpoint))
-        return self._client
-
-    async def aget_conn(self) -> httpx.AsyncClient:
-        if self._aclient is None:
-            self._aclient = httpx.AsyncClient(**self._client_kwargs(await self.aget_endpoint()))
-        return self._aclient
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
 
     # -- transport
     def note_retry(self, method: str, path: str, attempt: int, reason: str, delay: float) -> None:

@@ -111,3 +111,35 @@ async def acall(caller: Caller, backoff: Backoff, method: str, path: str, send: 
         caller.note_retry(method, path, attempt, reason, delay)
         await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+class HttpClients:
+    """One sync and one async ``httpx`` client per hook, made on first use from its endpoint.
+
+    A hook mixing this in defines ``endpoint``, ``aget_endpoint()`` and ``_client_kwargs(endpoint)``.
+    """
+
+    _client: httpx.Client | None = None
+    _aclient: httpx.AsyncClient | None = None
+
+    def get_conn(self) -> httpx.Client:
+        """:return: the synchronous HTTP client, authenticated for this connection."""
+        if self._client is None:
+            self._client = httpx.Client(**self._client_kwargs(self.endpoint))
+        return self._client
+
+    async def aget_conn(self) -> httpx.AsyncClient:
+        """:return: the asynchronous HTTP client (one per hook: keep the hook, keep the pool)."""
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(**self._client_kwargs(await self.aget_endpoint()))
+        return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None

@@ -157,7 +157,7 @@ def _created(wf: dict[str, Any]) -> str:
     return wf.get("dateCreated") or wf.get("submit") or ""
 
 
-class SeqeraHook(BaseHook):
+class SeqeraHook(rest.HttpClients, BaseHook):
     """Talk to the Seqera Platform API through one Airflow connection.
 
     :param seqera_conn_id: the connection (see the module docstring for its fields).
@@ -174,8 +174,6 @@ class SeqeraHook(BaseHook):
         super().__init__()
         self.seqera_conn_id = endpoint.conn_id if endpoint else seqera_conn_id
         self._endpoint = endpoint
-        self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
 
     # -- connection
     @property
@@ -194,27 +192,6 @@ class SeqeraHook(BaseHook):
         return {"base_url": ep.base_url, "timeout": httpx.Timeout(ep.timeout), "verify": ep.verify,
                 "headers": {"Authorization": f"Bearer {ep.token}", "Accept": "application/json"}}
 
-    def get_conn(self) -> httpx.Client:
-        """:return: the synchronous HTTP client, authenticated for this connection."""
-        if self._client is None:
-            self._client = httpx.Client(**self._client_kwargs(self.endpoint))
-        return self._client
-
-    async def aget_conn(self) -> httpx.AsyncClient:
-        """:return: the asynchronous HTTP client (one per hook: keep the hook, keep the pool)."""
-        if self._aclient is None:
-            self._aclient = httpx.AsyncClient(**self._client_kwargs(await self.aget_endpoint()))
-        return self._aclient
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
 
     def _workspace(self, workspace_id: int | None) -> int | None:
         return workspace_id if workspace_id is not None else self.endpoint.workspace_id
