@@ -500,6 +500,16 @@ def _control_routes(state: SimState) -> APIRouter:
             raise HTTPException(404, f"no workflow {wf_id}")
         return wf.summary()
 
+    @sim.post("/workflows/{wf_id}/parent")
+    async def make_sub_workflow(wf_id: str, body: dict):
+        """Make a workflow a sub-workflow of ``{"parent": id}`` (its root is the parent's root),
+        as Cromwell reports a sub-workflow it started: the labels stay the workflow's own."""
+        wf, parent = state.workflows.get(wf_id.lower()), state.workflows.get(str(body.get("parent", "")).lower())
+        if wf is None or parent is None:
+            raise HTTPException(404, "no such workflow or parent")
+        wf.parent_id, wf.root_id = parent.id, parent.root_id or parent.id
+        return wf.summary() | {"parentWorkflowId": wf.parent_id, "rootWorkflowId": wf.root_id}
+
     @sim.post("/advance/{wf_id}")
     async def advance(wf_id: str):
         wf: Workflow | None = state.workflows.get(wf_id.lower())

@@ -287,6 +287,8 @@ class Workflow:
     outputs: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
     written: list[str] = field(default_factory=list)
+    parent_id: str | None = None  # set for a sub-workflow (``/_sim/workflows/{id}/parent``)
+    root_id: str | None = None
 
     # -- moves
     def observe(self, now: float, sink: S3Sink | None, errors: list[str]) -> None:
@@ -410,8 +412,10 @@ class Workflow:
             "submittedFiles": {"workflow": self.source or "", "inputs": self.inputs_text, "options": self.options_text,
                                "labels": self.labels_text, "workflowType": self.workflow_type,
                                "workflowTypeVersion": self.type_version},
-            "rootWorkflowId": self.id,
+            "rootWorkflowId": self.root_id or self.id,
         }
+        if self.parent_id:
+            answer["parentWorkflowId"] = self.parent_id
         if self.url:
             answer["submittedFiles"]["workflowUrl"] = self.url
         if self.start is not None:
@@ -431,6 +435,8 @@ class Workflow:
             result["end"] = iso(self.end)
         if with_labels:
             result["labels"] = self.all_labels()
+        if self.parent_id:
+            result["parentWorkflowId"], result["rootWorkflowId"] = self.parent_id, self.root_id
         return result
 
     def summary(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -33,7 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hatchway.api.airflow_runs import AirflowRuns, DagNotReady, RunView
 from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
+from hatchway.api.cromwell_door import add_cromwell_routes
 from hatchway.domain import access
+from hatchway.domain.cromwell import CromwellSettings
 from hatchway.domain.workspace import PlatformConfig
 from hatchway.domain.wes import (
     TASK_HARVEST,
@@ -80,12 +82,14 @@ class DoorDeps:
     :param verifier: verifies Bearer tokens.
     :param runs: trigger/read/fail DAG runs.
     :param platform: the platform settings (``hatchway_config``): bucket, prefix, queue mode, cost tag.
+    :param cromwell: the Cromwell settings (``hatchway_cromwell_config``; defaults when it is not set).
     """
 
     store: Any
     verifier: TokenVerifier
     runs: AirflowRuns
     platform: PlatformConfig
+    cromwell: CromwellSettings = field(default_factory=CromwellSettings)
 
     @property
     def bucket(self) -> str:
@@ -111,6 +115,7 @@ class LazyDeps:
 
 
 PLATFORM_VARIABLE = "hatchway_config"
+CROMWELL_VARIABLE = "hatchway_cromwell_config"
 
 
 class DoorNotConfigured(Exception):
@@ -161,11 +166,18 @@ def deps_from_airflow() -> DoorDeps:
             missing.append(f"Variable {PLATFORM_VARIABLE!r} is not valid: {_first_error(exc)}")
         except ValueError:
             missing.append(f"Variable {PLATFORM_VARIABLE!r} is not valid JSON")
+    cromwell = CromwellSettings()
+    raw_cromwell = Variable.get(CROMWELL_VARIABLE, default_var=None)
+    if raw_cromwell is not None:
+        try:
+            cromwell = CromwellSettings.model_validate_json(raw_cromwell)
+        except ValidationError as exc:
+            missing.append(f"Variable {CROMWELL_VARIABLE!r} is not valid: {_first_error(exc)}")
     if missing or verifier is None or config is None:
         raise DoorNotConfigured(missing, verifier)
     store = Store.from_env()
     store.migrate()
-    return DoorDeps(store=store, verifier=verifier, runs=AirflowRuns(), platform=config)
+    return DoorDeps(store=store, verifier=verifier, runs=AirflowRuns(), platform=config, cromwell=cromwell)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -239,6 +251,8 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         return state, view
 
     # -- WES -------------------------------------------------------------------------------
+    add_cromwell_routes(app, authenticate)
+
     @app.get(f"{WES_PREFIX}/service-info")
     def service_info(request: Request):
         d, caller = authenticate(request)

@@ -169,6 +169,15 @@ class CromwellHook(rest.HttpClients, BaseHook):
                                 lambda: client.request(method, path, **kwargs),
                                 lambda resp: self._answer(resp, method, path))
 
+    def relay(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request as it is and return Cromwell's answer, whatever its status (for a
+        front door that passes Cromwell's own answers through). Timeouts and connection errors
+        raise :class:`CromwellUnavailable`."""
+        try:
+            return self.get_conn().request(method, path, **kwargs)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise self.give_up(method, path, 1, type(exc).__name__) from None
+
     def _wf(self, workflow_id: str, action: str = "") -> str:
         return f"{self.endpoint.workflows}/{workflow_id}" + (f"/{action}" if action else "")
 
