@@ -17,28 +17,11 @@ import pytest
 import yaml
 
 from hatchway.domain.cromwell import RUN_LABEL, WORKSPACE_LABEL
-from hatchway_dev.endpoints import CromwellSimulator
 from support import all_xcom_text, run_dag, task_states, unique, xcom_values
-from support.git import GitHttpServer
+from support.cromwell import (  # noqa: F401 - fixtures
+    DATA_BUCKET, EXEC_BUCKET, MAIN, OUTPUTS, TASK, cromwell, cromwell_simulator, git, repo)
 
 CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "cromwell-api-c805f3c5.yaml"
-EXEC_BUCKET, DATA_BUCKET = "hatchway-cromwell-exec", "hatchway-test-data"
-TASK = """version 1.0
-task say {
-  input { String name }
-  command <<< echo "hello ~{name}" > greeting.txt >>>
-  output { File greeting = "greeting.txt" }
-}
-"""
-MAIN = """version 1.0
-import "tasks/say.wdl" as s
-
-workflow hello {
-  input { String name }
-  call s.say { input: name = name }
-  output { File greeting = say.greeting }
-}
-"""
 # Line 6, column 7: a Boolean where an Int is declared.
 BROKEN = """version 1.0
 import "tasks/say.wdl" as s
@@ -49,45 +32,7 @@ workflow hello {
   call s.say { input: name = name }
 }
 """
-OUTPUTS = {"hello.greeting": {"path": "call-say/execution/greeting.txt", "content": "hello ada\n"}}
 INTERMEDIATES = ["call-say/execution/work/tmp.bam"]
-
-
-@pytest.fixture(scope="module")
-def git():
-    server = GitHttpServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def repo(git) -> dict:
-    url = git.create(unique("hello"), {"main.wdl": MAIN, "tasks/say.wdl": TASK}, tag="v1")
-    return {"url": url, "name": url.rsplit("/", 1)[1].removesuffix(".git")}
-
-
-@pytest.fixture(scope="module")
-def cromwell_simulator(moto_server, tmp_path_factory):
-    simulator = CromwellSimulator(root=f"s3://{EXEC_BUCKET}/executions", s3_endpoint=moto_server.url)
-    simulator.start(tmp_path_factory.mktemp("cromwell"))
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture
-def cromwell(aws, cromwell_simulator, git, monkeypatch, airflow_db):
-    """A reset simulator, the buckets, and the Variable and connection cromwell_run reads."""
-    for bucket in (EXEC_BUCKET, DATA_BUCKET):
-        aws.s3.create_bucket(Bucket=bucket)
-    cromwell_simulator.reset()
-    for key, value in cromwell_simulator.airflow_env().items():
-        monkeypatch.setenv(key, value)
-    settings = {"source": {"allowed_schemes": ["https", "http"], "allowed_hosts": [f"127.0.0.1:{git.port}"],
-                           "private_hosts": ["127.0.0.1"], "timeout_seconds": 30},
-                "poll_interval_seconds": 0.2, "not_started_timeout_seconds": 20, "run_timeout_seconds": 20}
-    monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CROMWELL_CONFIG", json.dumps(settings))
-    cromwell_simulator.s3 = aws.s3
-    return cromwell_simulator
 
 
 def _conf(repo: dict, ref: str = "v1", **more) -> dict:

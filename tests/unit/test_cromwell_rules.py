@@ -100,3 +100,33 @@ def test_urls_in_messages_never_show_credentials():
     assert shown_url("https://bob:s3cret-token@github.com/x/y.git") == "https://***@github.com/x/y.git"
     assert "s3cret" not in shown_url("https://s3cret@github.com/x")
     assert shown_url("https://github.com/x/y.git") == "https://github.com/x/y.git"
+
+
+def _tasks(**states):
+    names = ("fetch_source", "submit", "wait", "place_outputs", "abort", "finish")
+    return {name: states.get(name) for name in names}
+
+
+@pytest.mark.parametrize("dag, tasks, cromwell, expected", [
+    (None, {}, None, "UNKNOWN"),
+    ("queued", _tasks(), None, "QUEUED"),
+    ("running", _tasks(fetch_source="success", submit="success"), "Submitted", "QUEUED"),
+    ("running", _tasks(fetch_source="success", submit="success"), "Running", "RUNNING"),
+    ("running", _tasks(wait="success"), "Succeeded", "RUNNING"),  # outputs being placed
+    ("success", _tasks(wait="success", place_outputs="success"), "Succeeded", "COMPLETE"),
+    ("failed", _tasks(wait="success", place_outputs="failed"), "Succeeded", "SYSTEM_ERROR"),
+    ("failed", _tasks(wait="failed"), "Failed", "EXECUTOR_ERROR"),
+    ("failed", _tasks(fetch_source="failed"), None, "EXECUTOR_ERROR"),  # the source was refused
+    ("failed", _tasks(fetch_source="success", submit="failed"), None, "SYSTEM_ERROR"),
+    # Cancels: marked failed, the rest skipped; the teardowns then abort the workflow.
+    ("queued", _tasks(fetch_source="skipped", submit="skipped"), None, "CANCELING"),
+    ("failed", _tasks(fetch_source="skipped", submit="skipped", abort="success"), None, "CANCELED"),
+    ("running", _tasks(wait="failed", place_outputs="skipped"), "Running", "CANCELING"),
+    ("running", _tasks(wait="failed", place_outputs="skipped"), "Aborting", "CANCELING"),
+    ("success", _tasks(wait="failed", place_outputs="skipped", finish="success"), "Aborted", "CANCELED"),
+    ("success", _tasks(wait="success", place_outputs="skipped", finish="success"), "Succeeded", "CANCELED"),
+])
+def test_a_run_reads_one_state_and_a_cancelled_run_never_reads_complete(dag, tasks, cromwell, expected):
+    from hatchway.domain.cromwell_state import run_state
+
+    assert run_state(dag_run_state=dag, tasks=tasks, cromwell_status=cromwell).value == expected

@@ -1,4 +1,4 @@
-"""The front door's view of Airflow: trigger a ``wes_run``, read it, fail it.
+"""The front door's view of Airflow: trigger a run (``wes_run``, ``cromwell_run``), read it, fail it.
 
 The door runs inside Airflow's api-server (a plugin ``fastapi_apps`` entry), so it uses the
 same service functions the public REST API v2 uses, on the metadata DB, rather than calling
@@ -54,6 +54,11 @@ class AirflowRuns:
 
     def trigger(self, conf: WesRunConf, *, user: str) -> str:
         """Create the DAG run (an ensure: the run id is derived from the WES run id)."""
+        return self.start(conf.dag_run_id, conf.model_dump(mode="json"), user=user,
+                          note=f"WES run {conf.run_id} called by {conf.calling}")
+
+    def start(self, dag_run_id: str, conf: dict[str, Any], *, user: str, note: str) -> str:
+        """Create the DAG run ``dag_run_id`` with ``conf`` unless it exists (an ensure)."""
         from airflow.api.common.trigger_dag import trigger_dag
         from airflow.exceptions import DagNotFound, DagRunAlreadyExists
         from airflow.models.dag import DagModel
@@ -67,14 +72,31 @@ class AirflowRuns:
             if model.is_paused:
                 raise DagNotReady(f"DAG {self.dag_id!r} is paused: unpause it to accept WES runs")
             try:
-                trigger_dag(self.dag_id, triggered_by=DagRunTriggeredByType.REST_API, run_id=conf.dag_run_id,
-                            conf=conf.model_dump(mode="json"), triggering_user_name=user[:100],
-                            note=f"WES run {conf.run_id} called by {conf.calling}", session=session)
+                trigger_dag(self.dag_id, triggered_by=DagRunTriggeredByType.REST_API, run_id=dag_run_id,
+                            conf=conf, triggering_user_name=user[:100], note=note, session=session)
             except DagRunAlreadyExists:
                 pass
             except DagNotFound as exc:
                 raise DagNotReady(str(exc)) from None
-        return conf.dag_run_id
+        return dag_run_id
+
+    def exists(self, dag_run_id: str) -> bool:
+        return self.view(dag_run_id).state is not None
+
+    def xcom(self, dag_run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """One XCom value of the run (None when there is none)."""
+        from sqlalchemy import select
+
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            value = session.execute(
+                select(XComModel.value).where(XComModel.dag_id == self.dag_id, XComModel.run_id == dag_run_id,
+                                              XComModel.task_id == task_id, XComModel.key == key,
+                                              XComModel.map_index == -1)
+            ).scalar_one_or_none()
+        return value
 
     def view(self, dag_run_id: str) -> RunView:
         from sqlalchemy import select

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hatchway.api.airflow_runs import AirflowRuns, DagNotReady, RunView
 from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
+from hatchway.api.awe import add_awe_routes
 from hatchway.api.cromwell_door import add_cromwell_routes
 from hatchway.domain import access
 from hatchway.domain.cromwell import CromwellSettings
@@ -252,6 +253,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
 
     # -- WES -------------------------------------------------------------------------------
     add_cromwell_routes(app, authenticate)
+    add_awe_routes(app, authenticate, DoorError)
 
     @app.get(f"{WES_PREFIX}/service-info")
     def service_info(request: Request):

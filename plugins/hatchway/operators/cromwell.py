@@ -195,8 +195,8 @@ class PlaceOutputsOperator(CromwellOperator):
                                       destination=destination)
         except PlacementError as exc:
             raise AirflowFailException(str(exc)) from None
-        return {"destination": destination, "outputs": len(placement.placed), "removed": placement.removed,
-                "manifest": destination + "outputs.json"}
+        return {"destination": destination, "outputs": placement.outputs, "placed": len(placement.placed),
+                "removed": placement.removed, "manifest": destination + "outputs.json"}
 
 
 class AbortWorkflowOperator(CromwellOperator):

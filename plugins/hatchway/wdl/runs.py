@@ -139,6 +139,7 @@ def file_outputs(outputs: Any, name: str = "") -> Iterator[tuple[str, str]]:
 class Placement:
     destination: str
     placed: dict[str, str] = field(default_factory=dict)  # source URL -> destination URL
+    outputs: dict[str, Any] = field(default_factory=dict)  # the workflow's outputs, files at their new places
     removed: int = 0
     kept_at: str | None = None
 
@@ -173,8 +174,10 @@ def place_outputs(s3: Any, *, workflow_id_: str, workflow_root: str, outputs: di
                              "not placing outputs, nothing deleted")
     dest_bucket, dest_prefix = _split(destination.rstrip("/") + "/")
     placement = Placement(destination=destination)
-    if _placed_before(s3, dest_bucket, dest_prefix, workflow_id_):
+    manifest = _manifest(s3, dest_bucket, dest_prefix)
+    if manifest.get("workflow_id") == workflow_id_:
         log.info("outputs of workflow %s were placed in %s before: finishing the clean-up", workflow_id_, destination)
+        placement.outputs = manifest.get("outputs") or {}
     else:
         _copy_all(s3, placement, workflow_id_, root, outputs, dest_bucket, dest_prefix)
     root_bucket, root_key = _split(root + "/")
@@ -184,13 +187,12 @@ def place_outputs(s3: Any, *, workflow_id_: str, workflow_root: str, outputs: di
     return placement
 
 
-def _placed_before(s3: Any, bucket: str, prefix: str, workflow_id_: str) -> bool:
-    """A manifest of this workflow at the destination: an earlier try copied and checked everything."""
+def _manifest(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:
+    """The manifest at the destination ({} if none): written once every output was copied and checked."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read()
+        return json.loads(s3.get_object(Bucket=bucket, Key=prefix + MANIFEST)["Body"].read())
     except s3.exceptions.NoSuchKey:
-        return False
-    return json.loads(body).get("workflow_id") == workflow_id_
+        return {}
 
 
 def _copy_all(s3: Any, placement: Placement, workflow_id_: str, root: str, outputs: dict[str, Any],
@@ -204,8 +206,9 @@ def _copy_all(s3: Any, placement: Placement, workflow_id_: str, root: str, outpu
             if not _same(s3.head_object(Bucket=bucket, Key=key), s3.head_object(Bucket=dest_bucket, Key=target)):
                 raise PlacementError(f"copy of {url} to s3://{dest_bucket}/{target} does not match its source")
             placement.placed[url] = f"s3://{dest_bucket}/{target}"
+        placement.outputs = _rewrite(outputs, placement.placed)
         s3.put_object(Bucket=dest_bucket, Key=dest_prefix + MANIFEST, ContentType="application/json",
-                      Body=json.dumps({"workflow_id": workflow_id_, "outputs": _rewrite(outputs, placement.placed)},
+                      Body=json.dumps({"workflow_id": workflow_id_, "outputs": placement.outputs},
                                       indent=2, sort_keys=True).encode())
     except Exception as exc:
         placement.kept_at = root + "/"
