@@ -6,13 +6,7 @@ created: the test gives ``dag.test()`` that run's id.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import subprocess
-import sys
-from datetime import datetime, timezone
-from unittest.mock import patch
 
 import httpx
 import pytest
@@ -24,18 +18,11 @@ from hatchway.domain.cromwell import CromwellSettings
 from hatchway.domain.cromwell_state import awe_run_id
 from hatchway.domain.workspace import PlatformConfig
 from support import task_states
-from support.cromwell import OUTPUTS, cromwell, cromwell_simulator, git, repo  # noqa: F401 - fixtures
+from support.cromwell import (  # noqa: F401 - fixtures
+    OUTPUTS, airflow_dags, cromwell, cromwell_simulator, execute_queued, git, repo)
 from support.wes import ThreadedServer
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
-
-
-@pytest.fixture(scope="module")
-def airflow_dags(airflow_db):
-    env = os.environ.copy()
-    for argv in (["dags", "reserialize"], ["dags", "unpause", "cromwell_run"]):
-        done = subprocess.run([sys.executable, "-m", "airflow", *argv], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.fixture
@@ -54,26 +41,6 @@ def door(cromwell, airflow_dags, tmp_path):
             for who, ws in ((ALICE, "alice-lab"), (BOB, "bob-lab"))}
 
 
-def _execute(run_id: str):
-    """Run the door's queued DAG run in-process, as a scheduler would: dag.test() cannot pick up
-    an existing run, so the run is replaced by one of the same id and conf, which dag.test() runs."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    from support import _dagbag
-
-    dag_run_id = f"awe__{run_id}"
-    assert AirflowRuns("cromwell_run").view(dag_run_id).state == "queued"
-    with create_session() as session:
-        queued = session.query(DagRun).filter(DagRun.dag_id == "cromwell_run", DagRun.run_id == dag_run_id).one()
-        run_conf = dict(queued.conf)
-        session.delete(queued)
-    with patch.object(DagRun, "generate_run_id", return_value=dag_run_id):
-        run = _dagbag().get_dag("cromwell_run").test(run_after=datetime.now(timezone.utc), run_conf=run_conf)
-    assert run.run_id == dag_run_id, run.run_id
-    return run
-
-
 def test_a_run_by_label_completes_with_its_commit_and_placed_outputs(door, cromwell, repo, git):
     cromwell.set_course("succeed", after=1, outputs=OUTPUTS)
     alice = door[ALICE]
@@ -85,7 +52,7 @@ def test_a_run_by_label_completes_with_its_commit_and_placed_outputs(door, cromw
     assert alice.get("/first/status").json()["state"] == "QUEUED"
     assert alice.post("/first", json=body).status_code == 409  # a label names one run
 
-    run = _execute(run_id)
+    run = execute_queued(f"awe__{run_id}")
     assert run.state == "success", task_states(run)
     status = alice.get("/first/status").json()
     assert status["state"] == "COMPLETE" and status["cromwell_status"] == "Succeeded"

@@ -97,8 +97,8 @@ def test_a_workflow_with_an_import_from_a_tag_runs_places_its_outputs_and_remove
 
     again = fetch(WorkflowSourceRequest(repo=repo["url"], ref=tag_commit, path="main.wdl"),
                   Path(cromwell.workdir) / unique("refetch"),
-                  GitSourceSettings(allowed_schemes=["http"], allowed_hosts=[f"127.0.0.1:{git.port}"],
-                                    private_hosts=["127.0.0.1"]))
+                  GitSourceSettings(allowed_hosts=[f"127.0.0.1:{git.port}"], private_hosts=["127.0.0.1"],
+                                    ca_bundle=str(git.ca_file)))
     assert hashlib.sha256(again.dependencies_zip).hexdigest() == deps["sha256"]
     assert zipfile.ZipFile(io.BytesIO(again.dependencies_zip)).namelist() == ["tasks/say.wdl"]
 
@@ -142,7 +142,8 @@ def test_a_type_error_is_refused_with_file_line_and_column_before_anything_is_su
 @pytest.mark.parametrize("repo_url, reason", [
     ("file:///tmp/hello.git", "scheme"),
     ("ssh://git@127.0.0.1/hello.git", "scheme"),
-    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("https://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("http://127.0.0.1/hello.git", "scheme 'http://' is not allowed"),
     ("https://bob:s3cret-token@github.com/x/hello.git", "credentials"),
 ])
 def test_bad_sources_are_refused_before_anything_is_submitted(cromwell, repo_url, reason):

@@ -36,7 +36,8 @@ OUTPUTS = {"hello.greeting": {"path": "call-say/execution/greeting.txt", "conten
 
 @pytest.fixture(scope="module")
 def git():
-    server = GitHttpServer()
+    """An https git server (deployed workflows must be https) with a CA of its own."""
+    server = GitHttpServer(tls=True)
     yield server
     server.stop()
 
@@ -63,11 +64,45 @@ def cromwell(aws, cromwell_simulator, git, monkeypatch, airflow_db):
     cromwell_simulator.reset()
     for key, value in cromwell_simulator.airflow_env().items():
         monkeypatch.setenv(key, value)
-    settings = {"source": {"allowed_schemes": ["https", "http"], "allowed_hosts": [f"127.0.0.1:{git.port}"],
-                           "private_hosts": ["127.0.0.1"], "timeout_seconds": 30},
+    settings = {"source": {"allowed_schemes": ["https"], "allowed_hosts": [f"127.0.0.1:{git.port}"],
+                           "private_hosts": ["127.0.0.1"], "timeout_seconds": 30, "ca_bundle": str(git.ca_file)},
                 "poll_interval_seconds": 0.2, "not_started_timeout_seconds": 20, "run_timeout_seconds": 20}
     monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CROMWELL_CONFIG", json.dumps(settings))
     cromwell_simulator.s3 = aws.s3
     return cromwell_simulator
 
 
+@pytest.fixture(scope="module")
+def airflow_dags(airflow_db):
+    """cromwell_run serialized and unpaused in this session's Airflow DB, as the door needs it."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ.copy()
+    for argv in (["dags", "reserialize"], ["dags", "unpause", "cromwell_run"]):
+        done = subprocess.run([sys.executable, "-m", "airflow", *argv], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+
+def execute_queued(dag_run_id: str):
+    """Run the door's queued DAG run in-process, as a scheduler would: dag.test() cannot pick up
+    an existing run, so the run is replaced by one of the same id and conf, which dag.test() runs."""
+    from datetime import datetime, timezone
+    from unittest.mock import patch
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from hatchway.api.airflow_runs import AirflowRuns
+    from support import _dagbag
+
+    assert AirflowRuns("cromwell_run").view(dag_run_id).state == "queued"
+    with create_session() as session:
+        queued = session.query(DagRun).filter(DagRun.dag_id == "cromwell_run", DagRun.run_id == dag_run_id).one()
+        run_conf = dict(queued.conf)
+        session.delete(queued)
+    with patch.object(DagRun, "generate_run_id", return_value=dag_run_id):
+        run = _dagbag().get_dag("cromwell_run").test(run_after=datetime.now(timezone.utc), run_conf=run_conf)
+    assert run.run_id == dag_run_id, run.run_id
+    return run

@@ -1,4 +1,5 @@
-"""Git repositories served over plain HTTP on 127.0.0.1, the way a static web server would.
+"""Git repositories served over HTTP (or HTTPS with a CA of the test's own) on 127.0.0.1, the
+way a static web server would.
 
 Bare repositories after ``git update-server-info``: git's dumb HTTP protocol, no git on the
 server side. Commits are made in a working clone beside each bare repository and pushed, with
@@ -38,10 +39,41 @@ class _QuietServer(http.server.ThreadingHTTPServer):
         pass  # git hung up mid-transfer: the size-limit tests do exactly that
 
 
-class GitHttpServer:
-    """Bare repositories under a temp directory, served on ``http://127.0.0.1:<port>/<name>.git``."""
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key (PEM files)."""
+    import datetime
+    import ipaddress
 
-    def __init__(self) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hatchway test git server")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "ca.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class GitHttpServer:
+    """Bare repositories under a temp directory, served on ``http://127.0.0.1:<port>/<name>.git``.
+
+    :param tls: serve ``https://`` with a self-signed certificate; :attr:`ca_file` is the PEM a
+        client must trust (git: ``http.sslCAInfo``).
+    """
+
+    def __init__(self, tls: bool = False) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix="hatchway-git-server-"))
         self.root = self._tmp / "served"
         self._work = self._tmp / "work"
@@ -62,11 +94,20 @@ class GitHttpServer:
         handler = functools.partial(_QuietHandler, directory=str(self.root))
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.port = self._httpd.server_address[1]
+        self.scheme, self.ca_file = "http", None
+        if tls:
+            import ssl
+
+            self.ca_file, key_file = _self_signed(self._tmp)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.ca_file, key_file)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="git-http", daemon=True)
         self._thread.start()
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}.git"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{name}.git"
 
     def _git(self, *args: str, cwd: Path) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, env=self.env, check=True, capture_output=True, text=True)

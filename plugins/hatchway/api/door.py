@@ -33,10 +33,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hatchway.api.airflow_runs import AirflowRuns, DagNotReady, RunView
 from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
+from hatchway.api import wes_wdl
 from hatchway.api.awe import add_awe_routes
 from hatchway.api.cromwell_door import add_cromwell_routes
 from hatchway.domain import access
 from hatchway.domain.cromwell import CromwellSettings
+from hatchway.domain.cromwell_state import CROMWELL_DAG_ID
 from hatchway.domain.workspace import PlatformConfig
 from hatchway.domain.wes import (
     TASK_HARVEST,
@@ -59,7 +61,7 @@ DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 MAX_ATTACHMENTS_BYTES = 10 * 1024 * 1024
 MAX_FORM_BYTES = 12 * 1024 * 1024
 WORKFLOW_TYPES = {"NFL": "NFL", "NEXTFLOW": "NFL", "WDL": "WDL"}
-RUNNABLE_ENGINES = {"NFL"}  # WDL workflows deploy, but no Cromwell launcher is wired yet
+RUNNABLE_ENGINES = {"NFL", "WDL"}  # NFL on wes_run (Seqera), WDL on cromwell_run (Cromwell)
 
 
 class DoorError(Exception):
@@ -240,13 +242,22 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             raise _not_found()
         return record
 
+    wdl_runs = AirflowRuns(CROMWELL_DAG_ID)
+
+    def runs_of(d: DoorDeps, record) -> AirflowRuns:
+        """The DAG a run's record names: ``cromwell_run`` for WDL runs, the door's own otherwise."""
+        return wdl_runs if record.dag_id == CROMWELL_DAG_ID else d.runs
+
     def current_state(d: DoorDeps, record) -> tuple[WesState, RunView | None]:
         stored = WesState(record.state) if record.state in WesState.__members__ else WesState.UNKNOWN
         if stored.terminal:
             return stored, None  # final: no need to ask Airflow again
-        view = d.runs.view(record.dag_run_id)
-        state = wes_state(dag_run_state=view.state, tasks=view.task_states,
-                          cancel_requested=record.cancel_requested_at is not None)
+        view = runs_of(d, record).view(record.dag_run_id)
+        if record.dag_id == CROMWELL_DAG_ID:
+            state = wes_wdl.state(d, record, view)
+        else:
+            state = wes_state(dag_run_state=view.state, tasks=view.task_states,
+                              cancel_requested=record.cancel_requested_at is not None)
         if state != stored:
             d.store.update_run(record.run_id, state=state.value)
         return state, view
@@ -266,14 +277,16 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             "id": "org.hatchway.wes",
             "name": "Hatchway front door",
             "type": {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"},
-            "description": "Runs deployed Nextflow workflows in Hatchway workspaces.",
+            "description": "Runs deployed Nextflow (on Seqera Platform) and WDL (on Cromwell) workflows in Hatchway "
+                           "workspaces.",
             "organization": {"name": "Hatchway", "url": "https://github.com/hatchway"},
             "version": "1.1.0",
             "workflow_type_versions": {"NFL": {"workflow_type_version": ["DSL2"]},
                                        "WDL": {"workflow_type_version": ["1.0"]}},
             "supported_wes_versions": ["1.1.0"],
             "supported_filesystem_protocols": ["s3"],
-            "workflow_engine_versions": {"nextflow": {"workflow_engine_version": ["24.10"]}},
+            "workflow_engine_versions": {"nextflow": {"workflow_engine_version": ["24.10"]},
+                                         "cromwell": {"workflow_engine_version": ["87"]}},
             "default_workflow_engine_parameters": [],
             "system_state_counts": counts,
             "auth_instructions_url": "https://github.com/hatchway/hatchway#the-front-door",
@@ -314,7 +327,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         d, caller = authenticate(request)
         record = own_run(d, caller, run_id)
         state, view = current_state(d, record)
-        view = view or d.runs.view(record.dag_run_id)
+        view = view or runs_of(d, record).view(record.dag_run_id)
         request_body = dict(record.request or {})
         run_log: dict[str, Any] = {"name": f"{record.workflow_name}@{record.workflow_version}",
                                    "system_logs": [f"executing workspace: {record.executing_workspace}",
@@ -329,7 +342,9 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         if view.end_date:
             run_log["end_time"] = _iso(view.end_date)
         outputs: dict[str, Any] = {}
-        if state == WesState.COMPLETE:
+        if state == WesState.COMPLETE and record.dag_id == CROMWELL_DAG_ID:
+            outputs = wes_wdl.outputs(wdl_runs, record)
+        elif state == WesState.COMPLETE:
             outputs = {"stac_catalog": catalog_url(d.bucket, record.calling_workspace, record.run_id)}
         return {"run_id": record.run_id, "request": request_body, "state": state.value, "run_log": run_log,
                 "task_logs_url": str(request.url_for("list_tasks", run_id=record.run_id)), "outputs": outputs}
@@ -349,7 +364,9 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         if state.terminal:
             return {"run_id": record.run_id}  # nothing left to cancel: its outcome stands
         d.store.request_cancel(record.run_id)
-        d.runs.fail(record.dag_run_id)
+        if record.dag_id == CROMWELL_DAG_ID:
+            wes_wdl.abort(d, record)  # now, not when the teardown gets to it
+        runs_of(d, record).fail(record.dag_run_id)
         d.store.update_run(record.run_id, state=WesState.CANCELING.value)
         log.info("WES run %s cancelled by %s (%s)", record.run_id, caller.subject, caller.workspace)
         return {"run_id": record.run_id}
@@ -364,7 +381,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             if not page_token.isdigit() or len(page_token) > 6:
                 raise DoorError(404, "page_token is not one this service gave out")
             start = int(page_token)
-        tasks = _task_logs(d.runs.view(record.dag_run_id))
+        tasks = task_logs(d, record)
         page = tasks[start:start + size]
         more = start + size < len(tasks)
         return {"task_logs": page, "next_page_token": str(start + size) if more else ""}
@@ -373,10 +390,16 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
     def get_task(run_id: str, task_id: str, request: Request):
         d, caller = authenticate(request)
         record = own_run(d, caller, run_id)
-        for task in _task_logs(d.runs.view(record.dag_run_id)):
+        for task in task_logs(d, record):
             if task["id"] == task_id:
                 return task
         raise _not_found("task")
+
+    def task_logs(d: DoorDeps, record) -> list[dict[str, Any]]:
+        """A WDL run's tasks are its Cromwell calls; a Nextflow run's, its Airflow tasks."""
+        if record.dag_id == CROMWELL_DAG_ID:
+            return wes_wdl.task_logs(d, record)
+        return _task_logs(d.runs.view(record.dag_run_id))
 
     # -- workflows -------------------------------------------------------------------------
     @app.post("/workspaces/{workspace}/workflows", status_code=201)
@@ -457,6 +480,14 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
 
         d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
         run_id = new_run_id()
+        request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
+                        "workflow_type_version": form.workflow_type_version or ("1.0" if engine == "WDL" else "DSL2"),
+                        "workflow_params": form.workflow_params, "tags": form.tags,
+                        "workflow_engine_parameters": form.workflow_engine_parameters}
+        if attachments:
+            request_body["workflow_attachment"] = attachments
+        if engine == "WDL":
+            return _start_wdl_run(d, caller, row, resolution, run_id, form, request_body)
         executing = d.store.get_workspace(resolution.executing)
         context = executing_context(
             prefix=d.platform.prefix, queue_mode=_value(d.platform.queue_mode), cost_tag_key=d.platform.cost_tag_key,
@@ -469,12 +500,6 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
                                  git_ref=row.git_ref, pipeline=row.pipeline),
             params=form.workflow_params, engine_parameters=form.workflow_engine_parameters, tags=form.tags,
             context=context)
-        request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
-                        "workflow_type_version": form.workflow_type_version or "DSL2",
-                        "workflow_params": form.workflow_params, "tags": form.tags,
-                        "workflow_engine_parameters": form.workflow_engine_parameters}
-        if attachments:
-            request_body["workflow_attachment"] = attachments
         d.store.add_run(_run_record(conf, request_body))
         try:
             d.runs.trigger(conf, user=f"wes:{caller.subject}")
@@ -482,6 +507,30 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             d.store.update_run(run_id, state=WesState.SYSTEM_ERROR.value)
             raise DoorError(500, f"the platform cannot start runs now: {exc}") from None
         log.info("WES run %s: %s/%s called by %s, executing in %s", run_id, deploying, name,
+                 resolution.calling, resolution.executing)
+        return {"run_id": run_id}
+
+    def _start_wdl_run(d: DoorDeps, caller: Caller, row, resolution, run_id: str, form: RunForm,
+                       request_body: dict[str, Any]) -> dict[str, str]:
+        if not row.git_url:
+            raise DoorError(400, f"WDL workflow {row.deploying_workspace}/{row.name} has no git source: WDL "
+                                 "workflows run from a git repository (main.wdl at its root)")
+        try:
+            conf = wes_wdl.wdl_conf(run_id=run_id, calling=resolution.calling, executing=resolution.executing,
+                                    bucket=d.bucket, git_url=row.git_url, git_ref=row.git_ref,
+                                    params=form.workflow_params)
+        except ValidationError as exc:
+            raise DoorError(400, _first_error(exc)) from None
+        rec = wes_wdl.record(conf, calling=resolution.calling, deploying=resolution.deploying, name=row.name,
+                             version=row.version, request_body=request_body, tags=form.tags)
+        d.store.add_run(rec)
+        try:
+            wdl_runs.start(rec.dag_run_id, conf.model_dump(mode="json"), user=f"wes:{caller.subject}",
+                           note=f"WES run {run_id} called by {resolution.calling}")
+        except DagNotReady as exc:
+            d.store.update_run(run_id, state=WesState.SYSTEM_ERROR.value)
+            raise DoorError(500, f"the platform cannot start runs now: {exc}") from None
+        log.info("WES run %s: WDL %s/%s called by %s, executing in %s", run_id, row.deploying_workspace, row.name,
                  resolution.calling, resolution.executing)
         return {"run_id": run_id}
 

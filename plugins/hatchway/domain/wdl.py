@@ -103,6 +103,8 @@ class GitSourceSettings(BaseModel):
         ``*.domain``, without ports.
     :param max_repo_bytes: the checkout's size limit, working tree and ``.git`` together.
     :param timeout_seconds: the limit on all git commands of one fetch together.
+    :param ca_bundle: a PEM file of the certificate authorities git trusts for https (an internal
+        git server with a private CA); default: the system's.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -112,6 +114,7 @@ class GitSourceSettings(BaseModel):
     private_hosts: list[str] = Field(default_factory=list)
     max_repo_bytes: int = Field(default=50 * MiB, gt=0)
     timeout_seconds: float = Field(default=120.0, gt=0)
+    ca_bundle: str | None = None
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -459,6 +459,8 @@ class _Git:
             "advice.detachedHead": "false",
             "init.defaultBranch": "main",
         }
+        if settings.ca_bundle:  # the environment's GIT_SSL_CAINFO would win over the config: set both
+            config["http.sslCAInfo"] = self.env["GIT_SSL_CAINFO"] = settings.ca_bundle
         if not parsed.ip:
             pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
             config["http.curloptResolve"] = f"{parsed.host}:{parsed.port}:{pinned}"
