@@ -31,7 +31,8 @@ FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 def run_form(workflow_url: str, workflow_params: str, *, workflow_type: str = "NFL",
              tags: dict[str, str] | None = None) -> dict[str, tuple[None, str]]:
     """A ``POST /runs`` multipart body as WES clients send it: every field a string."""
-    fields = {"workflow_url": workflow_url, "workflow_type": workflow_type, "workflow_type_version": "DSL2",
+    fields = {"workflow_url": workflow_url, "workflow_type": workflow_type,
+              "workflow_type_version": "1.0" if workflow_type == "WDL" else "DSL2",
               "workflow_params": workflow_params, "tags": json.dumps(tags or {})}
     return {k: (None, v) for k, v in fields.items()}
 
@@ -67,8 +68,9 @@ class Door:
     def deploy(self, workflow: dict[str, Any]) -> dict:
         return self._call("POST", f"/workspaces/{self.workspace}/workflows", json=workflow)
 
-    def run(self, workflow_url: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
-        body = run_form(workflow_url, json.dumps(params), tags=tags)
+    def run(self, workflow_url: str, params: dict[str, Any], tags: dict[str, str] | None = None,
+            workflow_type: str = "NFL") -> str:
+        body = run_form(workflow_url, json.dumps(params), tags=tags, workflow_type=workflow_type)
         return self._call("POST", "/ga4gh/wes/v1/runs", files=body)["run_id"]
 
     def status(self, run_id: str) -> str:
