@@ -6,35 +6,24 @@ created: the test gives ``dag.test()`` that run's id.
 
 from __future__ import annotations
 
-import secrets
-
 import httpx
 import pytest
 
 from hatchway.api.airflow_runs import AirflowRuns
-from hatchway.api.auth import AuthSettings, TokenVerifier, issue_token
-from hatchway.api.door import DoorDeps, create_app
-from hatchway.domain.cromwell import CromwellSettings
+from hatchway.api.auth import issue_token
+from hatchway.api.door import create_app
 from hatchway.domain.cromwell_state import awe_run_id
-from hatchway.domain.workspace import PlatformConfig
 from support import task_states
 from support.cromwell import (  # noqa: F401 - fixtures
     OUTPUTS, airflow_dags, cromwell, cromwell_simulator, execute_queued, git, repo)
-from support.wes import ThreadedServer
+from support.wes import ThreadedServer, door_deps
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
 
 
 @pytest.fixture
 def door(cromwell, airflow_dags, tmp_path):
-    from hatchway.store import Store
-
-    store = Store(f"sqlite:///{tmp_path}/hatchway.db")
-    store.migrate()
-    settings = AuthSettings(audience="hatchway", issuer="hatchway-test", hs256_key=secrets.token_urlsafe(32))
-    deps = DoorDeps(store=store, verifier=TokenVerifier(settings), runs=AirflowRuns(),
-                    platform=PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", queue_mode="shared"),
-                    cromwell=CromwellSettings())
+    deps, settings = door_deps(tmp_path)
     with ThreadedServer(create_app(lambda: deps)) as server:
         yield {who: httpx.Client(base_url=f"{server.url}/awe/{who}", timeout=30, headers={
             "Authorization": f"Bearer {issue_token(settings, workspace=ws, subject=who)}"})

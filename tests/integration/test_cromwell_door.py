@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 import subprocess
 from pathlib import Path
@@ -14,13 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hatchway.api.airflow_runs import AirflowRuns
-from hatchway.api.auth import AuthSettings, TokenVerifier, issue_token
-from hatchway.api.door import DoorDeps, create_app
-from hatchway.domain.cromwell import WORKSPACE_LABEL, CromwellSettings
-from hatchway.domain.workspace import PlatformConfig
+from hatchway.api.auth import issue_token
+from hatchway.api.door import create_app
+from hatchway.domain.cromwell import WORKSPACE_LABEL
 from hatchway_dev.endpoints import CromwellSimulator
-from support.wes import ThreadedServer
+from support.wes import ThreadedServer, door_deps
 
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 HELLO = """version 1.0
@@ -48,14 +45,7 @@ def cromwell_sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def door(cromwell_sim, tmp_path_factory):
-    from hatchway.store import Store
-
-    store = Store(f"sqlite:///{tmp_path_factory.mktemp('door')}/hatchway.db")
-    store.migrate()
-    settings = AuthSettings(audience="hatchway", issuer="hatchway-test", hs256_key=secrets.token_urlsafe(32))
-    deps = DoorDeps(store=store, verifier=TokenVerifier(settings), runs=AirflowRuns(),
-                    platform=PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", queue_mode="shared"),
-                    cromwell=CromwellSettings(cromwell_conn_id="cromwell_door"))
+    deps, settings = door_deps(tmp_path_factory.mktemp("door"), cromwell_conn_id="cromwell_door")
     os.environ["AIRFLOW_CONN_CROMWELL_DOOR"] = cromwell_sim.airflow_env()["AIRFLOW_CONN_CROMWELL_DEFAULT"]
     with ThreadedServer(create_app(lambda: deps)) as server:
         tokens = {ws: issue_token(settings, workspace=ws, subject=f"{ws}@example.org") for ws in ("alice", "bob")}

@@ -51,8 +51,12 @@ def test_operator_policy_covers_every_call_of_every_lifecycle(aws, airflow_db, m
     reset_recording(moto_server.url)
     runs = [run_dag("platform_bootstrap"),
             run_dag("workspace_provision", workspace="alice", owner="alice@example.org"),
+            run_dag("cromwell_server_provision", workspace="alice"),
             run_dag("workspace_teardown", workspace="alice", purge=False),
-            run_dag("workspace_provision", workspace="alice", owner="alice@example.org")]
+            run_dag("workspace_provision", workspace="alice", owner="alice@example.org"),
+            run_dag("cromwell_server_provision", workspace="alice"),
+            run_dag("cromwell_server_teardown", workspace="alice", purge=False),
+            run_dag("cromwell_server_provision", workspace="alice")]
     # Provisioned a week ago: the reaper looks at every sign of use (IAM, Batch) before calling it idle.
     record = read_record(aws, CONFIG, "alice")
     record.last_active_at -= timedelta(days=7)
@@ -70,6 +74,8 @@ def test_operator_policy_covers_every_call_of_every_lifecycle(aws, airflow_db, m
     assert missing == []
     assert len(used) > 40
     assert {"s3:putbucketpublicaccessblock", "s3:createbucket", "s3:getbucketversioning",
-            "s3:listbucketmultipartuploads", "iam:getaccesskeylastused", "batch:listjobs"} <= {a.lower() for a in used}
+            "s3:listbucketmultipartuploads", "iam:getaccesskeylastused", "batch:listjobs",
+            "ecs:registertaskdefinition", "ecs:createservice", "ecs:deleteservice", "ecs:deletecluster",
+            "ecs:deregistertaskdefinition", "rds:createdbinstance", "rds:deletedbinstance"} <= {a.lower() for a in used}
     # Expiry is Hatchway's own markers, not the bucket's one shared lifecycle configuration.
     assert "s3:PutLifecycleConfiguration" not in used

@@ -7,30 +7,20 @@ queued run executes with ``dag.test()`` (no scheduler here): ``execute_queued``.
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
-from hatchway.api.airflow_runs import AirflowRuns
-from hatchway.api.auth import AuthSettings, TokenVerifier
-from hatchway.api.door import DoorDeps, create_app
+from hatchway.api.door import create_app
 from hatchway.domain.cromwell import WORKSPACE_LABEL
-from hatchway.domain.workspace import PlatformConfig
 from support import task_states
 from support.cromwell import (  # noqa: F401 - fixtures
     DATA_BUCKET, OUTPUTS, airflow_dags, cromwell, cromwell_simulator, execute_queued, git, repo)
-from support.wes import ThreadedServer, callers
+from support.wes import ThreadedServer, callers, door_deps
 
 
 @pytest.fixture
 def door(cromwell, repo, airflow_dags, tmp_path):
-    from hatchway.store import Store
-
-    store = Store(f"sqlite:///{tmp_path}/hatchway.db")
-    store.migrate()
-    settings = AuthSettings(audience="hatchway", issuer="hatchway-test", hs256_key=secrets.token_urlsafe(32))
-    deps = DoorDeps(store=store, verifier=TokenVerifier(settings), runs=AirflowRuns(),
-                    platform=PlatformConfig(bucket=DATA_BUCKET, prefix="hwtest", queue_mode="shared"))
+    deps, settings = door_deps(tmp_path, bucket=DATA_BUCKET)
+    store = deps.store
     with ThreadedServer(create_app(lambda: deps)) as server:
         people = callers(server.url, settings, "alice", "bob")
         deployed = people["alice"].deploy({"name": "hello-wdl", "version": "1.0", "engine": "WDL",

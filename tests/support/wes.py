@@ -146,3 +146,27 @@ def check_wes_conformance(base_url: str, headers: dict[str, str], run_id: str, e
         assert response.status_code == 200, (path, response.text)
         checked.append(f"GET {path} (real run)")
     return checked
+
+
+def door_deps(folder, bucket: str = "hatchway-test-data", **cromwell):
+    """The door's dependencies for a test: a fresh SQLite store in ``folder``, an HS256 key,
+    Airflow's runs, and Cromwell settings (``cromwell`` fields over the defaults).
+
+    :return: the deps and the key's settings (to issue tokens).
+    """
+    import secrets
+
+    from hatchway.api.airflow_runs import AirflowRuns
+    from hatchway.api.auth import AuthSettings, TokenVerifier
+    from hatchway.api.door import DoorDeps
+    from hatchway.domain.cromwell import CromwellSettings
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.store import Store
+
+    store = Store(f"sqlite:///{folder}/hatchway.db")
+    store.migrate()
+    settings = AuthSettings(audience="hatchway", issuer="hatchway-test", hs256_key=secrets.token_urlsafe(32))
+    deps = DoorDeps(store=store, verifier=TokenVerifier(settings), runs=AirflowRuns(),
+                    platform=PlatformConfig(bucket=bucket, prefix="hwtest", queue_mode="shared"),
+                    cromwell=CromwellSettings(**cromwell))
+    return deps, settings

@@ -61,18 +61,27 @@ def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, An
         run_id = awe_run_id(caller.workspace, user, label)
         return deps, caller, run_id
 
+    def hook(deps: Any, caller: Any):
+        from hatchway.api.cromwell_door import workspace_hook
+        from hatchway.wdl.servers import NoServer
+
+        try:
+            return workspace_hook(deps, caller.workspace)
+        except NoServer as exc:
+            raise error(503, str(exc)) from None
+
     def workflow_of(deps: Any, caller: Any, run_id: str) -> tuple[str | None, str | None]:
-        from hatchway.hooks.cromwell import CromwellError, CromwellHook
+        from hatchway.hooks.cromwell import CromwellError
         from hatchway.wdl.runs import run_workflows
 
-        hook = CromwellHook(deps.cromwell.cromwell_conn_id)
+        cromwell = hook(deps, caller)
         try:
-            found = run_workflows(hook, caller.workspace, run_id)
+            found = run_workflows(cromwell, caller.workspace, run_id)
         except CromwellError as exc:
             log.warning("AWE door: Cromwell not reachable: %s", exc)
             raise error(503, "the workspace's Cromwell server is not reachable now") from None
         finally:
-            hook.close()
+            cromwell.close()
         return (found[0]["id"], found[0].get("status")) if found else (None, None)
 
     @app.post("/awe/{user}/{label}", status_code=201)
@@ -121,8 +130,6 @@ def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, An
 
     @app.get("/awe/{user}/{label}/outputs")
     def outputs(user: str, label: str, request: Request):
-        from hatchway.hooks.cromwell import CromwellHook
-
         deps, caller, run_id = own(request, user, label)
         placed = runs.xcom(f"awe__{run_id}", "place_outputs")
         if placed:
@@ -131,29 +138,26 @@ def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, An
         workflow, _ = workflow_of(deps, caller, run_id)
         if workflow is None:
             return {"run_id": run_id, "placed": False, "outputs": {}}
-        hook = CromwellHook(deps.cromwell.cromwell_conn_id)
+        cromwell = hook(deps, caller)
         try:
-            return {"run_id": run_id, "placed": False, "outputs": hook.outputs(workflow)}
+            return {"run_id": run_id, "placed": False, "outputs": cromwell.outputs(workflow)}
         finally:
-            hook.close()
+            cromwell.close()
 
     @app.get("/awe/{user}/{label}/metadata")
     def metadata(user: str, label: str, request: Request):
-        from hatchway.hooks.cromwell import CromwellHook
-
         deps, caller, run_id = own(request, user, label)
         workflow, _ = workflow_of(deps, caller, run_id)
         if workflow is None:
             raise error(404, f"run {label!r} has no Cromwell workflow (yet)")
-        hook = CromwellHook(deps.cromwell.cromwell_conn_id)
+        cromwell = hook(deps, caller)
         try:
-            return hook.metadata(workflow, exclude=["submittedFiles"])
+            return cromwell.metadata(workflow, exclude=["submittedFiles"])
         finally:
-            hook.close()
+            cromwell.close()
 
     @app.delete("/awe/{user}/{label}")
     def cancel(user: str, label: str, request: Request):
-        from hatchway.hooks.cromwell import CromwellHook
         from hatchway.wdl.runs import abort_if_live
 
         deps, caller, run_id = own(request, user, label)
@@ -162,11 +166,11 @@ def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, An
         workflow, _ = workflow_of(deps, caller, run_id)
         aborted = None
         if workflow is not None:
-            hook = CromwellHook(deps.cromwell.cromwell_conn_id)
+            cromwell = hook(deps, caller)
             try:
-                aborted = abort_if_live(hook, workflow)
+                aborted = abort_if_live(cromwell, workflow)
             finally:
-                hook.close()
+                cromwell.close()
         runs.fail(f"awe__{run_id}")
         log.info("AWE run %s (%s of %s) cancelled", run_id, label, user)
         return {"user": user, "label": label, "run_id": run_id, "workflow_id": workflow,

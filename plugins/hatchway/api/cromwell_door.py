@@ -36,6 +36,23 @@ PER_WORKFLOW = {"status", "outputs", "metadata", "labels", "logs", "timing", "ab
 MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
 
 
+def read_variable(key: str) -> str | None:
+    """An Airflow Variable as the door reads it (it runs in the api-server, on the metadata DB)."""
+    from airflow.models.variable import Variable
+
+    return Variable.get(key, default_var=None)
+
+
+def workspace_hook(deps: Any, workspace: str):
+    """A hook on the server holding ``workspace``'s workflows (the shared one, or its own).
+
+    :raises hatchway.wdl.servers.NoServer: ``per_workspace`` mode and the workspace has none.
+    """
+    from hatchway.wdl.servers import hook_for
+
+    return hook_for(deps.cromwell, workspace, read_variable)
+
+
 class CromwellDoorError(Exception):
     def __init__(self, status: int, message: str, kind: str = "fail"):
         super().__init__(message)
@@ -58,12 +75,15 @@ def add_cromwell_routes(app: FastAPI, authenticate: Callable[[Request], tuple[An
         return JSONResponse({"status": exc.kind, "message": exc.message}, status_code=exc.status)
 
     def tenant(request: Request, workspace: str):
-        from hatchway.hooks.cromwell import CromwellHook
+        from hatchway.wdl.servers import NoServer
 
         deps, caller = authenticate(request)
         if caller.workspace != workspace:
             raise CromwellDoorError(404, f"no Cromwell workspace {workspace!r} for this token")
-        return caller, CromwellHook(deps.cromwell.cromwell_conn_id), deps.cromwell
+        try:
+            return caller, workspace_hook(deps, workspace), deps.cromwell
+        except NoServer as exc:
+            raise CromwellDoorError(503, str(exc), "error") from None
 
     def call(hook, fn: Callable[[], Response]) -> Response:
         from hatchway.hooks.cromwell import CromwellApiError, CromwellError

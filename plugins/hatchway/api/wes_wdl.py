@@ -45,17 +45,22 @@ def record(conf: CromwellRunConf, *, calling: str, deploying: str, name: str, ve
                      updated_at=now)
 
 
-def _hook(deps: Any):
-    from hatchway.hooks.cromwell import CromwellHook
+def _hook(deps: Any, rec: Any):
+    from hatchway.api.cromwell_door import workspace_hook
 
-    return CromwellHook(deps.cromwell.cromwell_conn_id)
+    return workspace_hook(deps, rec.executing_workspace)
 
 
 def workflow(deps: Any, rec: Any) -> dict[str, Any] | None:
-    """The run's newest Cromwell workflow (a query record), or None when nothing was submitted."""
+    """The run's newest Cromwell workflow (a query record), or None when nothing was submitted
+    (or, in ``per_workspace`` mode, the executing workspace has no server any more)."""
     from hatchway.wdl.runs import run_workflows
+    from hatchway.wdl.servers import NoServer
 
-    hook = _hook(deps)
+    try:
+        hook = _hook(deps, rec)
+    except NoServer:
+        return None
     try:
         found = run_workflows(hook, rec.executing_workspace, rec.run_id)
     finally:
@@ -80,7 +85,7 @@ def abort(deps: Any, rec: Any) -> dict[str, Any] | None:
     current = workflow(deps, rec)
     if current is None:
         return None
-    hook = _hook(deps)
+    hook = _hook(deps, rec)
     try:
         return abort_if_live(hook, current["id"])
     finally:
@@ -92,7 +97,7 @@ def task_logs(deps: Any, rec: Any) -> list[dict[str, Any]]:
     current = workflow(deps, rec)
     if current is None:
         return []
-    hook = _hook(deps)
+    hook = _hook(deps, rec)
     try:
         calls = hook.metadata(current["id"], include=["calls"]).get("calls") or {}
     finally:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hatchway.domain.cromwell_server import CromwellServerSettings
 from hatchway.domain.names import check_workspace_name
 from hatchway.domain.wdl import GitSourceSettings, WorkflowSourceRequest
 
@@ -51,6 +52,18 @@ NOT_STARTED = frozenset({CromwellState.ON_HOLD, CromwellState.SUBMITTED})
 WES_STATES = {CromwellState.ON_HOLD: "PAUSED", CromwellState.SUBMITTED: "QUEUED", CromwellState.RUNNING: "RUNNING",
               CromwellState.ABORTING: "CANCELING", CromwellState.ABORTED: "CANCELED",
               CromwellState.SUCCEEDED: "COMPLETE", CromwellState.FAILED: "EXECUTOR_ERROR"}
+
+
+SERVER_VARIABLE_PREFIX = "hatchway_cromwell_server__"  # + workspace: {"endpoint": ...} in per_workspace mode
+
+
+def server_variable(workspace: str) -> str:
+    """The Airflow Variable that names a workspace's own Cromwell server (``per_workspace`` mode).
+
+    Written by ``cromwell_server_provision`` and removed by its teardown, it is how every
+    reader finds the server: the front door, which has no AWS access, and the workers.
+    """
+    return SERVER_VARIABLE_PREFIX + check_workspace_name(workspace)
 
 
 def state(value: str | None) -> CromwellState | None:
@@ -170,6 +183,7 @@ class CromwellSettings(BaseModel):
     :param poll_interval_seconds: seconds between ``/query`` rounds of the shared poller.
     :param not_started_timeout_seconds: fail when a workflow is not seen running this long.
     :param run_timeout_seconds: fail when it has not ended this long after it started.
+    :param server: how ``per_workspace`` servers are made (image, database, network).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -182,6 +196,7 @@ class CromwellSettings(BaseModel):
     poll_interval_seconds: float = Field(30.0, gt=0)
     not_started_timeout_seconds: float = Field(3600.0, gt=0)
     run_timeout_seconds: float = Field(172_800.0, gt=0)
+    server: CromwellServerSettings = Field(default_factory=CromwellServerSettings)
 
 
 class CromwellRunConf(BaseModel):

@@ -28,6 +28,9 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _OWNER = re.compile(r"^[a-z0-9][a-z0-9._@+-]*$")
 _TAG_VALUE = re.compile(r"^[\w .:/=+@-]{0,256}$")
 _LAUNCH_TEMPLATE = re.compile(r"^[A-Za-z0-9().\-/_]{3,128}$")
+_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_RDS_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+_MYSQL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 class NameError_(ValueError):
@@ -107,6 +110,28 @@ def check_launch_template_name(value: str) -> str:
     return value
 
 
+def check_ecs_name(value: str) -> str:
+    """ECS cluster, service and task definition family names."""
+    if not _ECS_NAME.fullmatch(value):
+        raise NameError_(f"ECS name {value!r} must be 1-255 letters, digits, '-' or '_'")
+    return value
+
+
+def check_rds_identifier(value: str) -> str:
+    """RDS instance identifiers: 1-63 letters, digits and '-', a letter first, no '--', no '-' last."""
+    if not _RDS_IDENTIFIER.fullmatch(value) or "--" in value or value.endswith("-"):
+        raise NameError_(f"RDS identifier {value!r} must be 1-63 letters, digits and single '-', starting with "
+                         "a letter and not ending with '-'")
+    return value
+
+
+def check_mysql_name(value: str) -> str:
+    """RDS MySQL database names (1-64) and master user names (1-16 letters and digits)."""
+    if not _MYSQL_NAME.fullmatch(value):
+        raise NameError_(f"MySQL name {value!r} must be 1-64 letters, digits and '_', starting with a letter")
+    return value
+
+
 def check_dns1123_label(value: str) -> str:
     if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
         raise NameError_(f"{value!r} is not a DNS-1123 label (Kubernetes names): at most 63 of a-z 0-9 '-'")
@@ -128,6 +153,11 @@ class WorkspaceNames:
         for name in (self.compute_environment, self.job_queue):
             check_batch_name(name)
         check_dns1123_label(self.namespace)
+        for name in (self.cromwell_service, self.cromwell_task_family):
+            check_ecs_name(name)
+        check_rds_identifier(self.cromwell_db_instance)
+        for name in (self.cromwell_database, self.cromwell_db_user):
+            check_mysql_name(name)
 
     @property
     def base(self) -> str:
@@ -146,6 +176,23 @@ class WorkspaceNames:
     kubernetes_secret = property(lambda self: "hatchway-aws-access-key")
     record_key = property(lambda self: f".hatchway/workspaces/{self.workspace}.json")
     lock_key = property(lambda self: f".hatchway/locks/{self.workspace}.json")
+    # The workspace's own Cromwell server (``mode: per_workspace``).
+    cromwell_service = property(lambda self: f"{self.base}-cromwell")
+    cromwell_task_family = property(lambda self: f"{self.base}-cromwell")
+    cromwell_db_instance = property(lambda self: f"{self.base}-cromwell")
+    cromwell_db_secret = property(lambda self: f"{self.prefix}/workspaces/{self.workspace}/cromwell-db")
+    cromwell_record_key = property(lambda self: f".hatchway/cromwell-servers/{self.workspace}.json")
+
+    @property
+    def cromwell_database(self) -> str:
+        # '_' for '-', and '__' between prefix and workspace (neither holds '--'): one database
+        # per deployment and workspace, also on a shared instance.
+        return f"cromwell_{self.prefix.replace('-', '_')}__{self.workspace.replace('-', '_')}"
+
+    @property
+    def cromwell_db_user(self) -> str:
+        # RDS MySQL user names are at most 16 letters and digits: a digest keeps them apart.
+        return "cw" + hashlib.sha256(self.base.encode()).hexdigest()[:14]
 
     @property
     def share_identifier(self) -> str:
@@ -168,6 +215,8 @@ class PlatformNames:
     shared_compute_environment = property(lambda self: f"{self.prefix}-shared-ce")
     shared_job_queue = property(lambda self: f"{self.prefix}-shared-queue")
     scheduling_policy = property(lambda self: f"{self.prefix}-fair-share")
+    # One ECS cluster per deployment holds the workspaces' Cromwell servers.
+    cromwell_cluster = property(lambda self: f"{self.prefix}-cromwell")
 
 
 @dataclass(frozen=True)

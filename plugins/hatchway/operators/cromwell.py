@@ -18,23 +18,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from hatchway.operators.workspace import CROMWELL_VARIABLE, load_cromwell_settings  # noqa: F401 (its home was here)
+
 if TYPE_CHECKING:
     from hatchway.domain.cromwell import CromwellRunConf, CromwellSettings
     from hatchway.hooks.cromwell import CromwellHook
     from hatchway.wdl.source import FetchedSource
 
-CROMWELL_VARIABLE = "hatchway_cromwell_config"
 TASK_FETCH, TASK_SUBMIT, TASK_WAIT, TASK_PLACE = "fetch_source", "submit", "wait", "place_outputs"
 XCOM_EVENT = "cromwell_event"
-
-
-def load_cromwell_settings(variable: str = CROMWELL_VARIABLE) -> CromwellSettings:
-    from airflow.sdk import Variable
-
-    from hatchway.domain.cromwell import CromwellSettings
-
-    raw = Variable.get(variable, default=None)
-    return CromwellSettings.model_validate_json(raw) if raw else CromwellSettings()
 
 
 class CromwellRunFailed(AirflowFailException):
@@ -60,10 +52,25 @@ class CromwellOperator(BaseOperator):
         except ValidationError as exc:
             raise AirflowFailException(f"the run's conf is not a valid cromwell_run request: {exc}") from None
 
-    def hook(self) -> CromwellHook:
-        from hatchway.hooks.cromwell import CromwellHook
+    def server(self, context: Any, conf: CromwellRunConf) -> str | None:
+        """The run's server: the one its workflow was submitted to, else the workspace's now
+        (None: the shared server). No server of the workspace's own fails the task for good."""
+        from airflow.sdk import Variable
 
-        return CromwellHook(self.settings.cromwell_conn_id)
+        from hatchway.wdl.servers import NoServer, server_url
+
+        answer = context["ti"].xcom_pull(task_ids=TASK_SUBMIT)
+        if answer and "server" in answer:
+            return answer["server"]
+        try:
+            return server_url(self.settings, conf.workspace, lambda key: Variable.get(key, default=None))
+        except NoServer as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    def hook(self, context: Any, conf: CromwellRunConf) -> CromwellHook:
+        from hatchway.wdl.servers import hook_at
+
+        return hook_at(self.settings, self.server(context, conf))
 
     def fetch(self, context: Any, conf: CromwellRunConf, ref: str | None = None) -> FetchedSource:
         """Fetch and check the workflow (at ``ref``, default the conf's).
@@ -115,7 +122,8 @@ class SubmitWorkflowOperator(CromwellOperator):
         conf = self.conf(context)
         pinned = context["ti"].xcom_pull(task_ids=TASK_FETCH)
         fetched = self.fetch(context, conf, ref=pinned["commit"])
-        hook = self.hook()
+        server = self.server(context, conf)
+        hook = self.hook(context, conf)
         try:
             submission = ensure_submitted(
                 hook, run_id=conf.run_id, workspace=conf.workspace, workflow_source=fetched.workflow_source,
@@ -127,7 +135,7 @@ class SubmitWorkflowOperator(CromwellOperator):
         self.log.info("run %s: Cromwell workflow %s (%s%s)", conf.run_id, submission.workflow_id, submission.status,
                       ", submitted before" if submission.reused else "")
         return {"workflow_id": submission.workflow_id, "status": submission.status, "reused": submission.reused,
-                "submitted_at": time.time()}
+                "submitted_at": time.time(), "server": server}
 
 
 class WaitForWorkflowOperator(CromwellOperator):
@@ -145,7 +153,8 @@ class WaitForWorkflowOperator(CromwellOperator):
         trigger = CromwellWorkflowTrigger(
             workflow_id=answer["workflow_id"], cromwell_conn_id=settings.cromwell_conn_id,
             poll_interval=settings.poll_interval_seconds, timeout_seconds=settings.not_started_timeout_seconds,
-            run_timeout_seconds=settings.run_timeout_seconds, started_at=answer.get("submitted_at"))
+            run_timeout_seconds=settings.run_timeout_seconds, started_at=answer.get("submitted_at"),
+            base_url=answer.get("server"))
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete")
         return self.execute_complete(context, asyncio.run(_first_event(trigger)))
@@ -182,7 +191,7 @@ class PlaceOutputsOperator(CromwellOperator):
         conf = self.conf(context)
         workflow = self.submitted(context)
         config = load_config()
-        hook = self.hook()
+        hook = self.hook(context, conf)
         try:
             outputs = hook.outputs(workflow)
             root = hook.metadata(workflow, include=["workflowRoot"]).get("workflowRoot")
@@ -210,7 +219,11 @@ class AbortWorkflowOperator(CromwellOperator):
         from hatchway.wdl.runs import abort_if_live, run_workflows
 
         conf = self.conf(context)
-        hook = self.hook()
+        try:
+            hook = self.hook(context, conf)
+        except AirflowFailException as exc:  # no server of the workspace's own: nothing can run there
+            self.log.info("nothing to abort: %s", exc)
+            return []
         try:
             ids = {self.submitted(context)} | {r["id"] for r in run_workflows(hook, conf.workspace, conf.run_id)}
             return [abort_if_live(hook, i) for i in sorted(i for i in ids if i)]

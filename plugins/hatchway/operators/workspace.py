@@ -15,9 +15,11 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 if TYPE_CHECKING:
     # Imported where used: DAG files import this module, and parse time is a tracked figure.
+    from hatchway.domain.cromwell import CromwellSettings
     from hatchway.domain.workspace import PlatformConfig, WorkspaceRequest
 
 CONFIG_VARIABLE = "hatchway_config"
+CROMWELL_VARIABLE = "hatchway_cromwell_config"
 
 
 def load_config(variable: str = CONFIG_VARIABLE) -> PlatformConfig:
@@ -28,6 +30,35 @@ def load_config(variable: str = CONFIG_VARIABLE) -> PlatformConfig:
     if raw is None:
         raise ValueError(f"Airflow Variable {variable!r} is not set: it holds the platform configuration (README)")
     return PlatformConfig.from_json(raw)
+
+
+def load_cromwell_settings(variable: str = CROMWELL_VARIABLE) -> CromwellSettings:
+    """The deployment's Cromwell settings (JSON Variable; defaults when it is not set)."""
+    from hatchway.domain.cromwell import CromwellSettings
+
+    raw = Variable.get(variable, default=None)
+    return CromwellSettings.model_validate_json(raw) if raw else CromwellSettings()
+
+
+def publish_server(workspace: str, endpoint: str) -> None:
+    """Name the workspace's server where the door and the workers look (:func:`hatchway.domain.cromwell.server_variable`)."""
+    import json
+
+    from airflow.sdk import Variable
+
+    from hatchway.domain.cromwell import server_variable
+
+    Variable.set(server_variable(workspace), json.dumps({"endpoint": endpoint}),
+                 description=f"Cromwell server of workspace {workspace} (written by cromwell_server_provision)")
+
+
+def unpublish_server(workspace: str) -> None:
+    """Forget the workspace's server: its runs are refused until it is provisioned again."""
+    from airflow.sdk import Variable
+
+    from hatchway.domain.cromwell import server_variable
+
+    Variable.delete(server_variable(workspace))
 
 
 class HatchwayAwsOperator(BaseOperator):
@@ -246,6 +277,11 @@ class TeardownStepOperator(HatchwayAwsOperator):
         if self.ONLY_WHEN_PURGE.get(self.step, request.purge) != request.purge:
             raise AirflowSkipException(f"{self.step} runs only with purge={not request.purge}")
         if self.step == "purge_resources":
+            from hatchway.workspace.cromwell_server import purge_server
+
+            # The server first: its service runs in the workspace's network and submits to its queue.
+            purge_server(self.clients, self.config, request.workspace, load_cromwell_settings().server)
+            unpublish_server(request.workspace)
             found = inventory(self.clients, request.workspace, platform=self.config.prefix)
             deleted = delete_resources(self.clients, found)
             return {"deleted": len(deleted), "kinds": sorted({r.kind for r in found})}
@@ -253,7 +289,15 @@ class TeardownStepOperator(HatchwayAwsOperator):
         owner = record.owner if record else "unknown"
         ws = Workspace(self.clients, self.config, WorkspaceRequest(
             workspace=request.workspace, owner=owner, cost_center=record.cost_center if record else None))
-        return self.run_step(ws, self.step)
+        result = self.run_step(ws, self.step)
+        if self.step == "stop_compute":
+            from hatchway.workspace.cromwell_server import teardown_server
+
+            # The workspace's own Cromwell server, if it has one, stops with its compute.
+            stopped = teardown_server(self.clients, self.config, request.workspace)
+            unpublish_server(request.workspace)
+            result["stopped_cromwell"] = stopped["stopped_service"]
+        return result
 
 
 class PlatformStepOperator(HatchwayAwsOperator):

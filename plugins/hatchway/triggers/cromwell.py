@@ -70,11 +70,12 @@ class CromwellWorkflowTrigger(BaseTrigger):
     :param timeout_seconds: fail when the workflow is not seen running (or ended) this long after ``started_at``.
     :param run_timeout_seconds: fail when it has not ended this long after it started running.
     :param started_at: epoch seconds the not-started clock counts from (kept across re-deferrals).
+    :param base_url: a workspace's own server (``per_workspace`` mode); then no connection is read.
     """
 
     def __init__(self, workflow_id: str, cromwell_conn_id: str = CROMWELL_CONN_ID, poll_interval: float = 30.0,
                  timeout_seconds: float = 3600.0, run_timeout_seconds: float = 172_800.0,
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, base_url: str | None = None) -> None:
         super().__init__()
         self.workflow_id = workflow_id
         self.cromwell_conn_id = cromwell_conn_id
@@ -82,16 +83,19 @@ class CromwellWorkflowTrigger(BaseTrigger):
         self.timeout_seconds = float(timeout_seconds)
         self.run_timeout_seconds = float(run_timeout_seconds)
         self.started_at = float(started_at) if started_at is not None else time.time()
+        self.base_url = base_url or None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
             "workflow_id": self.workflow_id, "cromwell_conn_id": self.cromwell_conn_id,
             "poll_interval": self.poll_interval, "timeout_seconds": self.timeout_seconds,
-            "run_timeout_seconds": self.run_timeout_seconds, "started_at": self.started_at}
+            "run_timeout_seconds": self.run_timeout_seconds, "started_at": self.started_at,
+            "base_url": self.base_url}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            endpoint = await resolve_endpoint(self.cromwell_conn_id)
+            endpoint = (CromwellEndpoint(conn_id=f"workspace server {self.base_url}", base_url=self.base_url)
+                        if self.base_url else await resolve_endpoint(self.cromwell_conn_id))
         except Exception as exc:  # noqa: BLE001 - a missing connection is a clear failure, not a crash
             yield TriggerEvent(self._event("failed", None, f"connection {self.cromwell_conn_id!r} could not be "
                                                            f"read: {type(exc).__name__}: {exc}", "config"))

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-SERVICES = ("iam", "s3", "ec2", "batch", "secretsmanager", "sts")
+SERVICES = ("iam", "s3", "ec2", "batch", "secretsmanager", "sts", "ecs", "rds")
 
 
 class AwsClients:
@@ -36,6 +36,8 @@ class AwsClients:
     ec2 = property(lambda self: self.client("ec2"))
     batch = property(lambda self: self.client("batch"))
     secrets = property(lambda self: self.client("secretsmanager"))
+    ecs = property(lambda self: self.client("ecs"))
+    rds = property(lambda self: self.client("rds"))
 
     @cached_property
     def account(self) -> str:
@@ -67,7 +69,8 @@ def error_code(exc: ClientError) -> str:
 def is_not_found(exc: ClientError) -> bool:
     code = error_code(exc)
     return code in {"NoSuchEntity", "ResourceNotFoundException", "NoSuchKey", "404", "NotFound",
-                    "NoSuchBucket", "NoSuchLifecycleConfiguration"} or code.endswith(".NotFound")
+                    "NoSuchBucket", "NoSuchLifecycleConfiguration", "DBInstanceNotFound", "DBInstanceNotFoundFault",
+                    "ClusterNotFoundException", "ServiceNotFoundException"} or code.endswith(".NotFound")
 
 
 def tag_list(tags: dict[str, str], key: str = "Key", value: str = "Value") -> list[dict[str, str]]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from hatchway import s3 as s3_objects
 from hatchway.domain import policies
@@ -52,22 +53,32 @@ def launch_template_ref(template_id: str) -> dict[str, str]:
     return {"launchTemplateId": template_id, "version": "$Latest"}
 
 
-def read_record(clients: AwsClients, config: PlatformConfig, workspace: str) -> WorkspaceRecord | None:
-    key = WorkspaceNames(config.prefix, workspace).record_key
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_model(clients: AwsClients, config: PlatformConfig, key: str, model: type[M]) -> M | None:
+    """A JSON record (a pydantic ``model``) kept in the platform bucket at ``key``, or None."""
     try:
         body = clients.s3.get_object(Bucket=config.bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if is_not_found(exc):
             return None
         raise
-    return WorkspaceRecord.model_validate_json(body)
+    return model.model_validate_json(body)
+
+
+def write_model(clients: AwsClients, config: PlatformConfig, key: str, record: BaseModel, tags: dict[str, str]) -> None:
+    """Keep a JSON record in the platform bucket at ``key``, tagged."""
+    clients.s3.put_object(Bucket=config.bucket, Key=key, Body=record.model_dump_json(indent=2).encode(),
+                          ContentType="application/json", Tagging=urlencode(tags))
+
+
+def read_record(clients: AwsClients, config: PlatformConfig, workspace: str) -> WorkspaceRecord | None:
+    return read_model(clients, config, WorkspaceNames(config.prefix, workspace).record_key, WorkspaceRecord)
 
 
 def write_record(clients: AwsClients, config: PlatformConfig, record: WorkspaceRecord, tags: dict[str, str]) -> None:
-    key = WorkspaceNames(config.prefix, record.workspace).record_key
-    clients.s3.put_object(Bucket=config.bucket, Key=key, Body=record.model_dump_json(indent=2).encode(),
-                          ContentType="application/json",
-                          Tagging=urlencode(tags))
+    write_model(clients, config, WorkspaceNames(config.prefix, record.workspace).record_key, record, tags)
 
 
 def list_records(clients: AwsClients, config: PlatformConfig) -> list[WorkspaceRecord]:
