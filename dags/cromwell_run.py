@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS, workspace_param
+from hatchway.notifiers.cromwell import CromwellRunNotifier
 from hatchway.operators.cromwell import (
     TASK_FETCH,
     TASK_PLACE,
@@ -48,15 +49,17 @@ interval for every waiting run. `place_outputs` copies every output to the desti
 checks each copy, then deletes the workflow's execution directory. The teardowns always run:
 `abort` aborts a live workflow (after a failure or a cancel), and `finish` fails the run
 unless the workflow succeeded and its outputs were placed, so a cancelled run never reads
-success. Settings: Variable `hatchway_cromwell_config` (README).
+success. With `notify_topic` set, the end (COMPLETE, EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED)
+goes to that Kafka topic. Settings: Variable `hatchway_cromwell_config` (README).
 """,
 ) as dag:
-    fetch = FetchSourceOperator(task_id=TASK_FETCH)
+    notify = CromwellRunNotifier()  # a no-op unless hatchway_cromwell_config names a notify_topic
+    fetch = FetchSourceOperator(task_id=TASK_FETCH, on_failure_callback=notify)
     submit = SubmitWorkflowOperator(task_id=TASK_SUBMIT)
     wait = WaitForWorkflowOperator(task_id=TASK_WAIT)
     place = PlaceOutputsOperator(task_id=TASK_PLACE)
     abort = AbortWorkflowOperator(task_id="abort")
-    finish = FinishRunOperator(task_id="finish")
+    finish = FinishRunOperator(task_id="finish", on_success_callback=notify, on_failure_callback=notify)
 
     chain(fetch, submit, wait, place, abort, finish)
     abort.as_teardown(setups=fetch)

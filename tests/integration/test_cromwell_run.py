@@ -193,3 +193,44 @@ def test_a_failed_placement_keeps_every_output_and_says_where(cromwell, repo, mo
     kept = _keys(cromwell.s3, EXEC_BUCKET, f"executions/hello/{workflow}/")
     assert f"executions/hello/{workflow}/call-say/execution/greeting.txt" in kept
     assert f"executions/hello/{workflow}/call-say/execution/work/tmp.bam" in kept
+
+
+def _ends(kafka_cluster, topic: str, expect: int) -> list[dict]:
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": kafka_cluster.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    messages, deadline = [], time.monotonic() + 20
+    while len(messages) < expect and time.monotonic() < deadline:
+        messages += [m for m in consumer.consume(10, timeout=0.5) if not m.error()]
+    consumer.close()
+    return [json.loads(m.value()) | {"key": m.key().decode()} for m in messages]
+
+
+def test_each_end_is_told_on_the_notify_topic(cromwell, repo, git, kafka_cluster, monkeypatch):
+    topic = unique("cromwell-ends")
+    for key, value in kafka_cluster.airflow_env().items():
+        monkeypatch.setenv(key, value)
+    settings = json.loads(__import__("os").environ["AIRFLOW_VAR_HATCHWAY_CROMWELL_CONFIG"])
+    monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CROMWELL_CONFIG", json.dumps({**settings, "notify_topic": topic}))
+    cromwell.set_course("succeed", after=1, outputs=OUTPUTS)
+    ok = _conf(repo)
+    assert run_dag("cromwell_run", **ok).state == "success"
+    cromwell.set_course("fail", after=1, failure="Job hello.say:NA:1 exited with return code 3")
+    failed = _conf(repo)
+    assert run_dag("cromwell_run", **failed).state == "failed"
+    refused = _conf(repo, ref="no-such-tag")
+    assert run_dag("cromwell_run", **refused).state == "failed"
+
+    ends = {m["key"]: m for m in _ends(kafka_cluster, topic, 3)}
+    assert set(ends) == {ok["run_id"], failed["run_id"], refused["run_id"]}
+    done = ends[ok["run_id"]]
+    assert done["state"] == "COMPLETE" and done["commit"] == git.rev_parse(repo["name"], "v1")
+    assert done["outputs"]["hello.greeting"].endswith("/call-say/execution/greeting.txt") and done["reason"] is None
+    assert ends[failed["run_id"]]["state"] == "EXECUTOR_ERROR"
+    assert "return code 3" in ends[failed["run_id"]]["reason"]
+    assert ends[refused["run_id"]]["state"] == "EXECUTOR_ERROR" and "no-such-tag" in ends[refused["run_id"]]["reason"]

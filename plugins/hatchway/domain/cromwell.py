@@ -180,6 +180,8 @@ class CromwellSettings(BaseModel):
     :param aws_conn_id: AWS connection for placing outputs.
     :param source: where workflows may be fetched from (hosts, schemes, size limit).
     :param workflow_options: options every submission gets (a caller may not override them).
+    :param notify_topic: a Kafka topic that hears how each run ended (none: no message).
+    :param kafka_conn_id: the apache-kafka connection for ``notify_topic``.
     :param poll_interval_seconds: seconds between ``/query`` rounds of the shared poller.
     :param not_started_timeout_seconds: fail when a workflow is not seen running this long.
     :param run_timeout_seconds: fail when it has not ended this long after it started.
@@ -193,6 +195,8 @@ class CromwellSettings(BaseModel):
     aws_conn_id: str = "aws_default"
     source: GitSourceSettings = Field(default_factory=GitSourceSettings)
     workflow_options: dict[str, Any] = Field(default_factory=dict)
+    notify_topic: str | None = None
+    kafka_conn_id: str = "kafka_default"
     poll_interval_seconds: float = Field(30.0, gt=0)
     not_started_timeout_seconds: float = Field(3600.0, gt=0)
     run_timeout_seconds: float = Field(172_800.0, gt=0)
