@@ -128,8 +128,17 @@ def _run(tmp_path, stack, cromwell, git, repo, s3) -> None:
                alive)
         client.mark_failed("cromwell_run", f"awe__{awe_run}")
         client.wait_for_run("cromwell_run", f"awe__{awe_run}", timeout=180, on_poll=alive)
-        status = awe.get(f"{awe_base}/status", timeout=10).json()
-        assert status["state"] == "CANCELED" and status["cromwell_status"] in ("Aborted", "Aborting"), status
+        # The teardown's abort leaves Cromwell "Aborting" (CANCELING) until its next step, then "Aborted".
+        seen_awe: list[dict] = []
+
+        def awe_cancelled() -> bool:
+            seen_awe.append(awe.get(f"{awe_base}/status", timeout=10).json())
+            return seen_awe[-1]["state"] not in ("RUNNING", "CANCELING")
+
+        _until("the AWE run cancelled", awe_cancelled, alive)
+        status = seen_awe[-1]
+        assert status["state"] == "CANCELED" and status["cromwell_status"] == "Aborted", seen_awe
+        assert {s["state"] for s in seen_awe} <= {"RUNNING", "CANCELING", "CANCELED"}, seen_awe
         crom = requests.get(f"{base}/cromwell/alice/api/workflows/v1/{status['workflow_id']}/status", timeout=10,
                             headers={"Authorization": f"Bearer {token}"}).json()
         assert crom["status"] in ("Aborted", "Aborting")
