@@ -490,3 +490,105 @@ class CromwellSimulator(Service):
     def reset(self) -> None:
         """Forget workflows, courses, faults and records."""
         self._sim("POST", "reset")
+
+
+class WaveSimulator(Service):
+    """The Wave simulator (``include/simulators/wave``) on ``http://127.0.0.1:<port>``.
+
+    Started as ``python -m include.simulators.wave --port <port>`` with the repository root on
+    ``PYTHONPATH``. Wave takes the Platform token in the request body (``towerAccessToken``) and
+    the simulator accepts any; the connection carries ``token`` (if given) for the client to
+    send. The helpers call its ``/_sim/`` control routes.
+
+    :param token: the Platform access token written into the connection's password (``None``:
+        anonymous requests).
+    :param conn_extra: connection extra (``timeout``, ``poll_interval``...), for the client to read.
+    """
+
+    name = "wave"
+
+    def __init__(self, token: str | None = None, conn_extra: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.token = token
+        self.conn_extra = dict(conn_extra or {})
+        self.extra_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        return [sys.executable, "-m", "include.simulators.wave", "--host", "127.0.0.1", "--port", str(self.port),
+                "--exit-with-parent"]
+
+    def _process_kwargs(self) -> dict:
+        return {"cwd": REPO}
+
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/service-info", timeout=2).status_code == 200
+
+    def connection(self, token: str | None = None, **extra) -> dict:
+        """The Airflow connection as a dict (``token`` / ``extra`` override, e.g. for a no-token test)."""
+        conn = {"conn_type": "wave", "host": "127.0.0.1", "port": self.port, "schema": "http"}
+        if token or self.token:
+            conn["password"] = token or self.token
+        if self.conn_extra or extra:
+            conn["extra"] = {**self.conn_extra, **extra}
+        return conn
+
+    def airflow_env(self) -> dict[str, str]:
+        return {"AIRFLOW_CONN_WAVE_DEFAULT": json.dumps(self.connection())}
+
+    # -- control routes
+    def _sim(self, method: str, path: str, **kwargs):
+        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
+        resp.raise_for_status()
+        return resp.json()
+
+    def set_course(self, outcome: str = "succeed", after: int = 2, scan_polls: int = 1, log: str | None = None,
+                   match: dict | None = None, **fields) -> dict:
+        """Script builds started from now on: ``succeed`` / ``fail`` after ``after`` status polls
+        that see them running; a ``scanMode: required`` request then sees ``SCANNING`` for
+        ``scan_polls`` polls. ``log`` replaces the build log; ``vulnerabilities``
+        (severity -> count) is the scan's summary. ``match`` picks the builds
+        (``{"entry": "<package>"}`` and/or ``{"image": "<containerImage>"}``; ``None``: the default).
+
+        :return: ``{"course": ...}``.
+        """
+        return self._sim("POST", "course", json={"outcome": outcome, "after": after, "scan_polls": scan_polls,
+                                                 "log": log, "match": match, **fields})
+
+    def fault(self, status: int, count: int = 1, routes: list[str] | None = None) -> dict:
+        """Make the next ``count`` calls of ``routes`` (``submit``, ``status``, ``container``,
+        ``build``, ``build_status``, ``logs``, ``service_info``; ``None``: any) answer ``status``
+        with ``{"message": ...}``."""
+        return self._sim("POST", "faults", json={"status": status, "count": count, "routes": routes})
+
+    def configure(self, **config) -> dict:
+        """Server settings: ``anonymous`` (False: a request without ``towerAccessToken`` is 400
+        "Missing user access token"), ``scan_by_default`` (scan every build, as Wave's code does
+        with a scanner), ``public_repository`` (where freeze builds without ``buildRepository`` go)."""
+        return self._sim("POST", "config", json=config)["config"]
+
+    def calls(self) -> dict[str, int]:
+        """Calls per route name (``submit``, ``status``, ``build_status``, ``logs``...)."""
+        return self._sim("GET", "calls")["routes"]
+
+    def call_log(self) -> list[dict]:
+        """Every call: ``t``, ``route``, ``method``, ``path``, answer ``status``, ``tower_token``
+        (``{"sha256"}`` of the body's token, never the token) and ``authorization``
+        (``{"scheme", "sha256"}`` of the header)."""
+        return self._sim("GET", "calls")["log"]
+
+    def requests(self) -> list[dict]:
+        """Every ``POST /v1alpha2/container`` body received (tokens as ``sha256:<hex>``), with the
+        answer's ``status``, ``requestId`` or ``error``."""
+        return self._sim("GET", "requests")["requests"]
+
+    def builds(self) -> list[dict]:
+        """Every build: id, container id, target image, observations, running, succeeded, course."""
+        return self._sim("GET", "builds")["builds"]
+
+    def reset(self) -> None:
+        """Forget requests, builds, courses, faults, configuration and records."""
+        self._sim("POST", "reset")
