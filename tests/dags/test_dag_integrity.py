@@ -8,7 +8,7 @@ import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {"platform_bootstrap", "workspace_provision", "workspace_teardown", "workspace_reaper",
-            "job_intake", "job_run"}
+            "job_intake", "job_run", "container_build"}
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,19 @@ def test_dag_files_import_nothing_heavy_at_top_level():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     added = [line for line in out.stdout.splitlines() if line.startswith("HEAVY=")]
     assert added == ["HEAVY="]
+
+
+@pytest.mark.parametrize("field,bad", [("packages", ["sam tools"]), ("platform", "linux/s390x"),
+                                       ("format", "oci"), ("name", "Bad_Name"), ("base_image", "UPPER/case")])
+def test_container_build_form_refuses_bad_requests(dagbag, field, bad):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        _params_with(dagbag.dags["container_build"], **{"workspace": "alice", "packages": ["samtools=1.19"],
+                                                        field: bad}).validate()
+
+
+def test_container_build_form_accepts_packages_with_versions(dagbag):
+    params = _params_with(dagbag.dags["container_build"], workspace="alice",
+                          packages=["samtools=1.19", "bioconda::bwa==0.7.17", "python=3.11=h1234_0"])
+    assert params.validate()["packages"] == ["samtools=1.19", "bioconda::bwa==0.7.17", "python=3.11=h1234_0"]

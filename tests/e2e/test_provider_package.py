@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).parent / "uv"
 EXPECTED_DAGS = {"platform_bootstrap", "workspace_provision", "workspace_teardown", "workspace_reaper",
                  "job_intake", "job_run", "run_reaper", "wes_run", "cromwell_run",
-                 "cromwell_server_provision", "cromwell_server_teardown"}
+                 "cromwell_server_provision", "cromwell_server_teardown", "container_build"}
 DEV_ONLY = re.compile(r"(^|/)(devstack|hatchway_dev|simulators|tests|support)/|(^|/)(faults|conftest)\.py$")
 
 
