@@ -6,6 +6,7 @@ from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS, workspace_param
 from hatchway.notifiers.cromwell import CromwellRunNotifier
+from hatchway.notifiers.notice import NoticeNotifier
 from hatchway.operators.cromwell import (
     TASK_FETCH,
     TASK_PLACE,
@@ -53,7 +54,8 @@ success. With `notify_topic` set, the end (COMPLETE, EXECUTOR_ERROR, SYSTEM_ERRO
 goes to that Kafka topic. Settings: Variable `hatchway_cromwell_config` (README).
 """,
 ) as dag:
-    notify = CromwellRunNotifier()  # a no-op unless hatchway_cromwell_config names a notify_topic
+    kafka = CromwellRunNotifier()  # a no-op unless hatchway_cromwell_config names a notify_topic
+    notify = [kafka, NoticeNotifier("hatchway.notifiers.notices.cromwell_run_notice")]  # + mail/webhook
     fetch = FetchSourceOperator(task_id=TASK_FETCH, on_failure_callback=notify)
     submit = SubmitWorkflowOperator(task_id=TASK_SUBMIT)
     wait = WaitForWorkflowOperator(task_id=TASK_WAIT)

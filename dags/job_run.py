@@ -9,6 +9,8 @@ from airflow.sdk import DAG, Param, chain
 from hatchway.dag_defaults import DEFAULT_ARGS
 from hatchway.domain.jobs import request_param_schemas
 from hatchway.notifiers.kafka import KafkaStatusNotifier
+from hatchway.notifiers.notice import NoticeNotifier
+from hatchway.operators.container import TASK_BUILD, BuildContainerOperator
 from hatchway.operators.jobs import (
     CleanupBucketsOperator,
     FinishJobOperator,
@@ -41,15 +43,20 @@ with DAG(
     tags=["hatchway", "jobs", "intervene"],
     # The INTERVENE request as JSON-schema Params, generated from the pydantic model (pydantic
     # only, a few ms at parse): the form and the REST API refuse a bad conf before a run exists.
-    params={name: Param(**{"title": titles[0], "description": titles[1], **schema})
-            for name, schema in request_param_schemas().items()
-            for titles in [REQUEST_PARAM_TITLES[name]]},
+    params={**{name: Param(**{"title": titles[0], "description": titles[1], **schema})
+               for name, schema in request_param_schemas().items()
+               for titles in [REQUEST_PARAM_TITLES[name]]},
+            "container": Param(None, type=["null", "object"], title="Container (optional)",
+                               description='{"image": "..."} or {"packages": ["samtools=1.19"], ...}: built by Wave '
+                                           "first, the launch runs every process in it")},
     doc_md="""
 ### Run one job
 The conf is a job request as the INTERVENE backend sends it (`job_intake` starts these runs
 with the run id `job__<job id>`). `resolve` validates it and names the buckets; the work and
 results buckets are a setup task; `transfer_inputs` decrypts the Crypt4GH inputs into the
-work bucket (for every launcher; files already there are skipped); `launch` starts the
+work bucket (for every launcher; files already there are skipped); with a `container` in the
+request, `build_container` builds it on Wave meanwhile (or takes the image it names), and the
+launch runs every process in it; `launch` starts the
 Nextflow head job (Seqera's launch API or the Helm chart); `wait_for_seqera` waits in the
 triggerer. The teardowns always run, also after a failure or a cancel: `finish` sends
 Succeeded or Failed exactly once and fails the run when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, and
@@ -59,13 +66,17 @@ Succeeded or Failed exactly once and fails the run when the job failed, `stop_la
     resolve = ResolveJobOperator(task_id="resolve", on_failure_callback=failed)
     setup = SetupBucketsOperator(task_id="setup_buckets", on_failure_callback=failed)
     transfer = TransferInputsOperator(task_id="transfer_inputs")
+    built = NoticeNotifier("hatchway.notifiers.notices.container_build_notice")
+    build = BuildContainerOperator(task_id=TASK_BUILD, source="job", on_success_callback=built,
+                                   on_failure_callback=built)
     launch = LaunchJobOperator(task_id="launch")
     wait = WaitForJobOperator(task_id="wait_for_seqera")
-    finish = FinishJobOperator(task_id="finish")
+    ended = NoticeNotifier("hatchway.notifiers.notices.job_run_notice")  # mail/webhook, as the workspace asks
+    finish = FinishJobOperator(task_id="finish", on_success_callback=ended, on_failure_callback=ended)
     stop = StopLaunchOperator(task_id="stop_launch")
     cleanup = CleanupBucketsOperator(task_id="cleanup_buckets")
 
-    chain(resolve, setup, transfer, launch, wait, finish, stop, cleanup)
+    chain(resolve, setup, [transfer, build], launch, wait, finish, stop, cleanup)
     finish.as_teardown(setups=setup, on_failure_fail_dagrun=True)
     stop.as_teardown(setups=setup)
     cleanup.as_teardown(setups=setup)

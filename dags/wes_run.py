@@ -7,6 +7,8 @@ from airflow.sdk import DAG, Param, chain
 from hatchway.dag_defaults import DEFAULT_ARGS
 from hatchway.jobs.stuck import run_timeout
 from hatchway.domain.wes import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_WAIT, WES_DAG_ID
+from hatchway.notifiers.notice import NoticeNotifier
+from hatchway.operators.container import TASK_BUILD, BuildContainerOperator
 from hatchway.operators.wes import (
     CleanWorkOperator,
     HarvestOutputsOperator,
@@ -34,11 +36,15 @@ with DAG(
         "params": Param({}, type="object", title="Workflow params"),
         "engine_parameters": Param({}, type="object", title="Engine parameters"),
         "tags": Param({}, type="object", title="Tags"),
+        "container": Param(None, type=["null", "object"], title="Container",
+                           description="an image, or packages Wave builds first (the door's workflow_engine_parameters.container)"),
     },
     doc_md="""
 ### Run a deployed workflow for the WES front door
 The front door (`/hatchway/ga4gh/wes/v1`) starts these runs with run id `wes__<WES run id>`
-and a conf it resolved from the caller's token and the workflow's access policy. `launch`
+and a conf it resolved from the caller's token and the workflow's access policy. With a
+`container` (`workflow_engine_parameters.container`), `build_container` builds it on Wave (or
+takes the image it names) and every process runs in it; a failed build fails the run. `launch`
 starts the workflow on Seqera Platform in the executing workspace, `wait_for_workflow` waits
 in the triggerer, `harvest_outputs` writes STAC Items into the calling workspace's
 `processing-results/<run id>/` catalog. The teardowns always run, also after a failure or a
@@ -51,12 +57,16 @@ workspace has no record).
 """,
 ) as dag:
     prepare = PrepareRunOperator(task_id="prepare")
+    built = NoticeNotifier("hatchway.notifiers.notices.container_build_notice")
+    build = BuildContainerOperator(task_id=TASK_BUILD, source="wes", on_success_callback=built,
+                                   on_failure_callback=built)
     launch = LaunchWorkflowOperator(task_id=TASK_LAUNCH)
     wait = WaitForWorkflowOperator(task_id=TASK_WAIT)
     harvest = HarvestOutputsOperator(task_id=TASK_HARVEST)
     stop = StopWorkflowOperator(task_id=TASK_STOP)
-    clean = CleanWorkOperator(task_id=TASK_CLEAN)
+    ended = NoticeNotifier("hatchway.notifiers.notices.wes_run_notice")  # mail/webhook, as the workspace asks
+    clean = CleanWorkOperator(task_id=TASK_CLEAN, on_success_callback=ended, on_failure_callback=ended)
 
-    chain(prepare, launch, wait, harvest, stop, clean)
+    chain(prepare, build, launch, wait, harvest, stop, clean)
     stop.as_teardown(setups=prepare)
     clean.as_teardown(setups=prepare)

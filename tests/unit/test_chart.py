@@ -310,3 +310,27 @@ def test_without_a_transfer_the_chart_has_no_init_container(hook, values, names)
     assert "initContainers" not in by_kind(rendered, "Job")["spec"]["template"]["spec"]
     assert "transfer.json" not in by_kind(rendered, "ConfigMap")["data"]
     hook.lint(CHART, plain, namespace=NAMESPACE)
+
+
+def test_a_built_container_runs_every_process_and_a_bad_one_is_refused(hook, values, names):
+    image = "wave.seqera.io/wt/8f2c1a/hatchway/samtools_bwa:1a2b3c4d"
+    with_image = {**values, "nextflow": {**values["nextflow"], "processContainer": image}}
+    rendered = hook.render(CHART, with_image, names.release, NAMESPACE)
+    assert f'process.container = "{image}"' in by_kind(rendered, "ConfigMap")["data"]["nextflow.config"]
+    hook.lint(CHART, with_image, namespace=NAMESPACE)
+    plain = hook.render(CHART, values, names.release, NAMESPACE)
+    assert "process.container" not in by_kind(plain, "ConfigMap")["data"]["nextflow.config"]
+    bad = {**values, "nextflow": {**values["nextflow"], "processContainer": 'x"; evil = "1'}}
+    with pytest.raises(Exception, match="processContainer|pattern"):
+        hook.lint(CHART, bad, namespace=NAMESPACE)
+
+
+def test_build_values_puts_the_built_image_where_the_chart_reads_it():
+    request = JobRequest.model_validate_json(EXAMPLE.read_text())
+    settings = ChartSettings(namespace=NAMESPACE, seqera_secret_name=SEQERA_SECRET, seqera_token_key=SEQERA_TOKEN_KEY,
+                             seqera_workspace_key=SEQERA_WORKSPACE_KEY, gcp_project="intervene",
+                             key_handler_url="https://keys.example.org/key-handler",
+                             globus_base_url="https://g-1a2b3c.data.globus.org", gcp_location="europe-west2")
+    assert build_values(request, settings, container_image="quay.io/x/y:1")["nextflow"]["processContainer"] == \
+        "quay.io/x/y:1"
+    assert "processContainer" not in build_values(request, settings)["nextflow"]

@@ -478,6 +478,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         except ValueError as exc:
             raise DoorError(400, f"workflow_params: {exc}") from None
 
+        container = _container_block(form.workflow_engine_parameters, engine)
         d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
         run_id = new_run_id()
         request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
@@ -499,7 +500,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             workflow=WorkflowRef(name=row.name, version=row.version, engine=engine, git_url=row.git_url,
                                  git_ref=row.git_ref, pipeline=row.pipeline),
             params=form.workflow_params, engine_parameters=form.workflow_engine_parameters, tags=form.tags,
-            context=context)
+            context=context, container=container)
         d.store.add_run(_run_record(conf, request_body))
         try:
             d.runs.trigger(conf, user=f"wes:{caller.subject}")
@@ -567,6 +568,29 @@ async def _read_form(request: Request) -> tuple[dict[str, str], list[dict[str, A
             fields[key] = value
     return fields, attachments
 
+
+
+def _container_block(engine_parameters: dict[str, str], engine: str) -> dict[str, Any] | None:
+    """``workflow_engine_parameters["container"]``: a JSON container block (an image, or packages
+    to build on Wave first), checked here so a bad one is a 400, not a failed run."""
+    raw = engine_parameters.get("container")
+    if raw is None:
+        return None
+    if engine != "NFL":
+        raise DoorError(400, "workflow_engine_parameters.container applies to Nextflow runs only "
+                             "(a WDL task names its image in its runtime section)")
+    import json
+
+    from hatchway.domain.wave import ContainerBlock
+
+    try:
+        block = json.loads(raw)
+        ContainerBlock.model_validate(block)
+    except ValidationError as exc:
+        raise DoorError(400, f"workflow_engine_parameters.container: {_first_error(exc)}") from None
+    except ValueError as exc:
+        raise DoorError(400, f"workflow_engine_parameters.container is not JSON: {exc}") from None
+    return block
 
 def _page_size(asked: int | None) -> int:
     """The spec lets a server return fewer items than asked: out-of-range sizes are clamped."""

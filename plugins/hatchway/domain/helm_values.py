@@ -290,13 +290,15 @@ def work_dir(namespace: str, job_id: str, scheme: str) -> str:
     return bucket_url(scheme, JobNames(namespace, job_id).work_bucket, WORK_PREFIX)
 
 
-def build_values(request: JobRequest, settings: ChartSettings, *, with_transfer: bool = False) -> dict[str, Any]:
+def build_values(request: JobRequest, settings: ChartSettings, *, with_transfer: bool = False,
+                 container_image: str | None = None) -> dict[str, Any]:
     """The ``nextflow-job`` chart's values for one job request.
 
     :param request: a validated job request.
     :param settings: the deployment's settings.
     :param with_transfer: also give the chart the transfer (its init container decrypts the
         inputs). Off for ``job_run``, whose ``transfer_inputs`` task already did.
+    :param container_image: run every process in this image (a Wave build's).
     :return: a JSON-serialisable dict to hand to Helm as the release's values.
     """
     names = JobNames(settings.namespace, request.job_id)
@@ -320,6 +322,8 @@ def build_values(request: JobRequest, settings: ChartSettings, *, with_transfer:
             "workspaceKey": settings.seqera_workspace_key,
         },
     }
+    if container_image:
+        values["nextflow"]["processContainer"] = container_image
     if with_transfer:
         values["transfer"] = _transfer(request, settings, data_url)
         if settings.transfer_secret_name:

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hatchway.domain.names import NameError_, check_dns1123_label, check_s3_bucket
+from hatchway.domain.wave import ContainerBlock
 
 JOB_ID = re.compile(r"^INTP\d{1,20}$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -234,6 +235,8 @@ class JobRequest(_Strict):
     globus_details: GlobusDetails
     pipeline_param: PipelineParam
     secret_key_details: SecretKeyDetails
+    # Hatchway's own addition (INTERVENE sends none): a ready image, or packages to build first.
+    container: ContainerBlock | None = None
 
     @property
     def job_id(self) -> str:
@@ -283,7 +286,7 @@ def request_param_schemas() -> dict[str, dict]:
             return [inline(v) for v in node]
         return node
 
-    return {name: inline(field) for name, field in schema["properties"].items()}
+    return {name: inline(field) for name, field in schema["properties"].items() if name != "container"}
 
 
 class JobEvent(str, Enum):

@@ -166,6 +166,8 @@ class WesRunConf(BaseModel):
     engine_parameters: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     context: ExecutingContext
+    # A container block (hatchway.domain.wave.ContainerBlock), from workflow_engine_parameters["container"].
+    container: dict[str, Any] | None = None
 
     _run_id_rule = field_validator("run_id")(lambda cls, v: check_run_id(v))
 

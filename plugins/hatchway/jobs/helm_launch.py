@@ -28,8 +28,9 @@ def chart_settings(config: JobPlatformConfig) -> ChartSettings:
                          pipeline=config.pipeline, revision=config.revision, **config.helm)
 
 
-def install_release(hook, config: JobPlatformConfig, request: JobRequest, names: JobNames) -> dict[str, Any]:
-    values = build_values(request, chart_settings(config))
+def install_release(hook, config: JobPlatformConfig, request: JobRequest, names: JobNames,
+                    container_image: str | None = None) -> dict[str, Any]:
+    values = build_values(request, chart_settings(config), container_image=container_image)
     hook.lint(CHART, values, namespace=config.namespace)
     hook.require_cluster()
     status = hook.install(CHART, values, names.release, config.namespace)

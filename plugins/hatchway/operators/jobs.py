@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from hatchway.operators.container import TASK_BUILD, XCOM_FAILURE, built_image
 from hatchway.operators.seqera import WaitForSeqeraOperator
 
 if TYPE_CHECKING:
@@ -148,11 +149,17 @@ class LaunchJobOperator(JobOperator):
         names, request = self.names(context), self.request(context)
         scheme = self.config.work_dir_scheme
         # An ensure: a live run of this name (an earlier try's) is returned, not launched again.
+        image = built_image(context)
+        extra = {}
+        if image:
+            from hatchway.domain.wave import nextflow_container_config
+
+            extra["configText"] = nextflow_container_config(image)
         workflow_id = SeqeraHook(self.config.seqera_conn_id).launch(
             run_name=names.run_name, pipeline=self.config.pipeline, revision=self.config.revision,
             params=launch_params(request, self.config.namespace, scheme),
-            work_dir=work_dir(self.config.namespace, request.job_id, scheme))
-        return {"launcher": "seqera", "workflow_id": workflow_id}
+            work_dir=work_dir(self.config.namespace, request.job_id, scheme), **extra)
+        return {"launcher": "seqera", "workflow_id": workflow_id, "container": image}
 
     def _helm(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
@@ -162,7 +169,7 @@ class LaunchJobOperator(JobOperator):
 
         try:
             return install_release(HelmHook(kubernetes_conn_id=self.config.kubernetes_conn_id), self.config,
-                                   self.request(context), self.names(context))
+                                   self.request(context), self.names(context), container_image=built_image(context))
         except HelmClusterNotConfigured as exc:
             # A missing cluster is configuration, not a blip: a retry cannot help.
             self.log.error("%s", exc)
@@ -207,6 +214,9 @@ class FinishJobOperator(JobOperator):
         else:
             failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed") and t != self.task_id)
             trace = seqera.get("trace_name") or (f"{failed[0]} {states[failed[0]]}" if failed else "cancelled")
+            build = ti.xcom_pull(task_ids=TASK_BUILD, key=XCOM_FAILURE) if states.get(TASK_BUILD) == "failed" else None
+            if build:  # the build's own reason, not "launch upstream_failed"
+                trace = f"container build failed: {build['reason']}"
             outcome = {"event": "Failed", "trace_name": trace, "trace_exit": seqera.get("trace_exit")}
         ti.xcom_push(key=OUTCOME_KEY, value=outcome)
         self.send(context, outcome["event"], outcome.get("trace_name"), outcome.get("trace_exit"))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from hatchway.operators.container import built_image
 from hatchway.operators.seqera import WaitForSeqeraOperator
 
 if TYPE_CHECKING:
@@ -93,11 +94,16 @@ class LaunchWorkflowOperator(WesOperator):
         role_arn = f"arn:aws:iam::{account}:role{IAM_PATH}{conf.context.job_role}"
         run_context = self.costed_context(conf)
         self.touch_workspace(conf)
+        config_text = nextflow_config(run_context, role_arn)
+        image = built_image(context)
+        if image:
+            from hatchway.domain.wave import nextflow_container_config
+
+            config_text += nextflow_container_config(image)
         hook = SeqeraHook(self.settings.seqera_conn_id)
         try:
             workflow_id = hook.launch(conf.engine_run_name, pipeline, revision, conf.launch_params(), conf.work_dir,
-                                      workspace_id=self.settings.seqera_workspace_id,
-                                      configText=nextflow_config(run_context, role_arn))
+                                      workspace_id=self.settings.seqera_workspace_id, configText=config_text)
         finally:
             hook.close()
         self.log.info("WES run %s launched as Seqera run %r (%s) in workspace %s", conf.run_id,
