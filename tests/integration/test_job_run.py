@@ -12,9 +12,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from hatchway.domain.jobs import JobNames
-from support import run_dag, task_states
+from support import run_dag, task_states, xcom_values
 from support.jobs import EXAMPLE, request
 from support.transfer import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
+from support.wave import submitted, wave, wave_simulator  # noqa: F401 - fixtures
 
 NS = "hwtest"
 PLAINTEXTS = {"hapnest.psam": b"#IID\tSEX\n" + b"".join(b"s%05d\t1\n" % i for i in range(300)),
@@ -237,4 +238,76 @@ def test_a_failed_transfer_fails_the_job_before_launch_and_cleans(jobs, seqera, 
     assert [e["event"] for e in events] == ["Requested", "Created", "Failed"]
     assert events[-1]["trace_name"]
     assert not [r for r in seqera.runs() if r["runName"] == names.run_name]
+    assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None
+
+
+# --- a job with a container block: the build on Wave comes first ------------------------------
+
+def _launch_config(seqera, run_name: str) -> str | None:
+    """The configText of the Seqera launch request of ``run_name`` (None: no launch went out)."""
+    launches = [json.loads(r["body"])["launch"] for r in seqera.requests() if r["route"] == "POST /workflow/launch"]
+    mine = [launch for launch in launches if launch["runName"] == run_name]
+    assert len(mine) <= 1
+    return mine[0].get("configText", "") if mine else None
+
+
+def test_a_job_with_packages_launches_with_the_image_wave_built(jobs, seqera, gcs, airflow_db, wave):
+    body, names = _job(113)
+    body["container"] = {"packages": ["samtools=1.19", "bcftools=1.19"]}
+    seqera.set_course(names.run_name, "succeed", after=1)
+    wave.set_course("succeed", after=2)
+    run = run_dag("job_run", **body)
+
+    assert run.state == "success", task_states(run)
+    [received] = submitted(wave)
+    assert received["body"]["packages"]["entries"] == ["bcftools=1.19", "samtools=1.19"]
+    [build] = wave.builds()
+    image = xcom_values(run)["build_container:return_value"]["image"]
+    assert image.endswith(build["targetImage"].split("/", 1)[1])
+    assert _launch_config(seqera, names.run_name) == f'process.container = "{image}"\n'
+    assert [e["event"] for e in _events(jobs, names, 4)] == ["Requested", "Created", "Deployed", "Succeeded"]
+
+
+def test_a_job_naming_an_image_launches_with_it_and_calls_no_wave(jobs, seqera, gcs, airflow_db, wave):
+    body, names = _job(114)
+    body["container"] = {"image": "quay.io/biocontainers/samtools:1.19--h50ea8bc_0"}
+    seqera.set_course(names.run_name, "succeed", after=1)
+    run = run_dag("job_run", **body)
+
+    assert run.state == "success", task_states(run)
+    assert wave.requests() == []
+    assert _launch_config(seqera, names.run_name) == 'process.container = "quay.io/biocontainers/samtools:1.19--h50ea8bc_0"\n'
+
+
+def test_a_failed_build_fails_the_job_with_its_reason_launches_nothing_and_cleans(jobs, seqera, gcs, airflow_db,
+                                                                                  wave):
+    body, names = _job(115)
+    body["container"] = {"packages": ["samtools=9.99"]}
+    wave.set_course("fail", after=1, log="error libmamba Could not solve for environment specs\n"
+                                          "critical libmamba nothing provides samtools 9.99")
+    run = run_dag("job_run", **body)
+
+    assert run.state == "failed"
+    states = task_states(run)
+    assert states["build_container"] == "failed" and states["launch"] == "upstream_failed", states
+    events = _events(jobs, names, 3)
+    assert [e["event"] for e in events] == ["Requested", "Created", "Failed"]
+    assert events[-1]["trace_name"].startswith("container build failed: ")
+    # Wave's own reason for the build (its status answer), not "launch upstream_failed"
+    assert events[-1]["trace_name"] == "container build failed: Container build did not complete successfully"
+    assert _launch_config(seqera, names.run_name) is None
+    assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None
+
+
+def test_an_invalid_container_block_fails_the_job_before_any_wave_call(jobs, seqera, gcs, airflow_db, wave):
+    body, names = _job(116)
+    body["container"] = {"packages": ["samtools 1.19; rm -rf /"]}
+    run = run_dag("job_run", **body)
+
+    assert run.state == "failed"
+    assert wave.requests() == [] and _launch_config(seqera, names.run_name) is None
+    events = _events(jobs, names, 1)
+    assert [e["event"] for e in events] == ["Failed"]
+    assert events[-1]["trace_name"].startswith("resolve failed: invalid request: container")
+    assert "samtools 1.19; rm -rf /" in events[-1]["trace_name"]
     assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None

@@ -24,6 +24,7 @@ from hatchway.api.auth import AuthSettings, TokenVerifier
 from hatchway.api.door import DoorDeps, create_app
 from hatchway.domain.wes import MAX_PARAMS_BYTES
 from hatchway.domain.workspace import PlatformConfig
+from hatchway_dev.wes_demo import run_form
 from support.wes import HELLO, ThreadedServer, callers, check_wes_conformance
 
 BUCKET = "hatchway-test-data"
@@ -311,3 +312,30 @@ def test_an_unconfigured_door_answers_503_naming_what_is_missing_and_401_without
         monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CONFIG", json.dumps({"bucket": BUCKET}))
         resp = alice.get("/runs")
         assert resp.status_code == 200 and resp.json()["runs"] == []
+
+
+def test_a_container_block_is_checked_at_the_door_and_reaches_the_run(door):
+    _, _, people, store = door
+    alice = people["alice"]
+    before = store.count_runs()
+
+    def run_with(container: str):
+        form = run_form("hatchway://alice/hello", json.dumps({"greeting": "hi"}))
+        form["workflow_engine_parameters"] = (None, json.dumps({"container": container}))
+        return alice.post("/runs", files=form)
+
+    for raw, reason in (("{not json", "not JSON"),
+                        (json.dumps({"packages": ["samtools 1.19; rm -rf /"]}), "samtools 1.19; rm -rf /"),
+                        (json.dumps({"packages": ["samtools"], "platform": "linux/s390x"}), "platform"),
+                        (json.dumps({"packages": ["samtools"], "format": "sif"}), "freeze"),
+                        (json.dumps({"image": "quay.io/x/y:1", "packages": ["samtools"]}), "container")):
+        resp = run_with(raw)
+        assert resp.status_code == 400, (raw, resp.text)
+        assert reason in resp.json()["msg"], (raw, resp.json())
+    assert store.count_runs() == before  # nothing recorded for a refused request
+
+    block = {"packages": ["samtools=1.19"], "channels": ["conda-forge", "bioconda"]}
+    resp = run_with(json.dumps(block))
+    assert resp.status_code == 200, resp.text
+    conf = _dag_run_conf(store.get_run(resp.json()["run_id"]).dag_run_id)
+    assert conf["container"]["packages"] == ["samtools=1.19"]

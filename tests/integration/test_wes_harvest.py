@@ -16,6 +16,7 @@ from hatchway.domain.wes import (WesRunConf, WorkflowRef, catalog_prefix, execut
 from hatchway.domain.workspace import QueueMode, WorkspaceRecord, utcnow
 from hatchway.outputs import stac
 from support import run_dag, task_states, xcom_values
+from support.wave import wave, wave_simulator  # noqa: F401 - fixtures
 
 BUCKET = "hatchway-test-data"  # TEST_CONFIG["bucket"]
 COST_KEY = "hatchway:cost-center"  # TEST_CONFIG's default cost_tag_key
@@ -145,4 +146,30 @@ def test_a_run_whose_workflow_failed_leaves_nothing_behind(wes, sim):
     wes.s3.put_object(Bucket=BUCKET, Key=f"{conf.run_prefix}work/ab/cd/.command.log", Body=b"log")
     run = run_wes(conf)
     assert run.state == "failed"
+    assert keys(wes.s3, conf.run_prefix) == []
+
+
+# -- a container block: built on Wave before the launch --------------------------------------
+def test_a_run_with_packages_launches_with_the_built_image_in_its_config(wes, sim, wave):
+    conf = wes_conf().model_copy(update={"container": {"packages": ["samtools=1.19"]}})
+    sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS)
+    wave.set_course("succeed", after=1)
+    run = run_wes(conf)
+    assert run.state == "success", task_states(run)
+    image = xcom_values(run)["build_container:return_value"]["image"]
+    [record] = wave.builds()
+    assert image.endswith(record["targetImage"].split("/", 1)[1])
+    [config] = launch_config(sim, conf)
+    assert config.endswith(f'process.container = "{image}"\n')
+    assert f"process.queue = '{conf.context.job_queue}'" in config  # the workspace's own config is still there
+
+
+def test_a_failed_build_fails_the_run_launches_nothing_and_leaves_nothing(wes, sim, wave):
+    conf = wes_conf().model_copy(update={"container": {"packages": ["samtools=9.99"]}})
+    wave.set_course("fail", after=1, log="critical libmamba nothing provides samtools 9.99")
+    run = run_wes(conf)
+    assert run.state == "failed"
+    states = task_states(run)
+    assert states["build_container"] == "failed" and states["launch"] == "upstream_failed", states
+    assert launch_config(sim, conf) == [] and [r for r in sim.runs() if r["runName"] == conf.engine_run_name] == []
     assert keys(wes.s3, conf.run_prefix) == []
