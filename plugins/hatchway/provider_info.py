@@ -14,6 +14,13 @@ from hatchway import __version__
 
 PACKAGE = "hatchway-airflow"
 
+
+def _verify_field(whose: str) -> dict[str, Any]:
+    return {"label": "Verify TLS",
+            "description": f"Check {whose} TLS certificate (a CA bundle path can be set in the extra JSON instead).",
+            "schema": {"type": ["boolean", "null"], "default": True}}
+
+
 SEQERA_FIELDS: dict[str, Any] = {
     "workspace_id": {
         "label": "Workspace ID",
@@ -26,11 +33,17 @@ SEQERA_FIELDS: dict[str, Any] = {
         "description": "Default compute environment for launches (a launch may name another).",
         "schema": {"type": ["string", "null"]},
     },
-    "verify": {
-        "label": "Verify TLS",
-        "description": "Check the API's TLS certificate (a CA bundle path can be set in the extra JSON instead).",
-        "schema": {"type": ["boolean", "null"], "default": True},
+    "verify": _verify_field("the API's"),
+}
+
+WAVE_FIELDS: dict[str, Any] = {
+    "seqera_conn_id": {
+        "label": "Seqera connection",
+        "description": "A Seqera Platform connection whose token, URL and workspace go with each build "
+                       "request (empty: anonymous requests).",
+        "schema": {"type": ["string", "null"]},
     },
+    "verify": _verify_field("Wave's"),
 }
 
 
@@ -45,16 +58,21 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Seqera Platform", "external-doc-url": "https://docs.seqera.io/platform-api",
              "tags": ["service"]},
             {"integration-name": "Helm", "external-doc-url": "https://helm.sh/docs/", "tags": ["software"]},
+            {"integration-name": "Seqera Wave", "external-doc-url": "https://docs.seqera.io/wave",
+             "tags": ["service"]},
         ],
         "hooks": [
             {"integration-name": "Seqera Platform", "python-modules": ["hatchway.hooks.seqera"]},
             {"integration-name": "Helm", "python-modules": ["hatchway.hooks.helm"]},
+            {"integration-name": "Seqera Wave", "python-modules": ["hatchway.hooks.wave"]},
         ],
         "operators": [
             {"integration-name": "Seqera Platform", "python-modules": ["hatchway.operators.seqera"]},
+            {"integration-name": "Seqera Wave", "python-modules": ["hatchway.operators.container"]},
         ],
         "triggers": [
             {"integration-name": "Seqera Platform", "python-modules": ["hatchway.triggers.seqera"]},
+            {"integration-name": "Seqera Wave", "python-modules": ["hatchway.triggers.wave"]},
         ],
         "connection-types": [
             {
@@ -69,7 +87,19 @@ def get_provider_info() -> dict[str, Any]:
                 },
                 "conn-fields": SEQERA_FIELDS,
             },
+            {
+                "hook-class-name": "hatchway.hooks.wave.WaveHook",
+                "hook-name": "Seqera Wave",
+                "connection-type": "wave",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login", "password"],
+                    "relabeling": {"host": "Wave URL"},
+                    "placeholders": {"host": "https://wave.seqera.io",
+                                     "extra": '{"seqera_conn_id": "seqera_default", "timeout": 30}'},
+                },
+                "conn-fields": WAVE_FIELDS,
+            },
         ],
-        "notifications": ["hatchway.notifiers.kafka.KafkaStatusNotifier"],
+        "notifications": ["hatchway.notifiers.kafka.KafkaStatusNotifier", "hatchway.notifiers.notice.NoticeNotifier"],
         "plugins": [{"name": "hatchway", "plugin-class": "hatchway.plugin.HatchwayPlugin"}],
     }

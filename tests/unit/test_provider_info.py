@@ -11,7 +11,8 @@ from airflow.models.connection import Connection
 
 from hatchway import __version__
 from hatchway.hooks.seqera import SeqeraEndpoint, SeqeraHook
-from hatchway.provider_info import PACKAGE, SEQERA_FIELDS, get_provider_info
+from hatchway.hooks.wave import WaveEndpoint, WaveHook
+from hatchway.provider_info import PACKAGE, SEQERA_FIELDS, WAVE_FIELDS, get_provider_info
 
 
 def test_provider_info_conforms_to_airflows_runtime_schema():
@@ -36,10 +37,24 @@ def test_every_module_and_class_named_in_the_provider_info_imports():
         assert getattr(importlib.import_module(module), name)
 
 
-def test_the_seqera_connection_type_is_the_hooks():
-    [conn_type] = get_provider_info()["connection-types"]
-    assert conn_type["connection-type"] == SeqeraHook.conn_type == "seqera"
-    assert conn_type["hook-name"] == SeqeraHook.hook_name
+def test_the_connection_types_are_the_hooks():
+    seqera, wave = get_provider_info()["connection-types"]
+    assert seqera["connection-type"] == SeqeraHook.conn_type == "seqera"
+    assert seqera["hook-name"] == SeqeraHook.hook_name
+    assert wave["connection-type"] == WaveHook.conn_type == "wave" and wave["hook-name"] == WaveHook.hook_name
+    assert set(wave["conn-fields"]) == set(WAVE_FIELDS)
+
+
+def test_the_wave_forms_fields_are_what_the_hook_reads():
+    conn = Connection(conn_id="wave_ui", conn_type="wave", host="https://wave.example.org",
+                      extra=json.dumps({"seqera_conn_id": "seqera_prod", "verify": None}))
+    endpoint = WaveEndpoint.from_connection(conn)
+    assert (endpoint.base_url, endpoint.seqera_conn_id, endpoint.verify) == ("https://wave.example.org",
+                                                                             "seqera_prod", True)
+    anonymous = Connection(conn_id="w", conn_type="wave", host="wave.example.org",
+                           extra=json.dumps({"seqera_conn_id": None, "verify": False}))
+    endpoint = WaveEndpoint.from_connection(anonymous)
+    assert (endpoint.base_url, endpoint.seqera_conn_id, endpoint.verify) == ("https://wave.example.org", None, False)
 
 
 def test_the_forms_fields_are_what_the_hook_reads():
@@ -56,7 +71,8 @@ def test_the_forms_fields_are_what_the_hook_reads():
     assert (endpoint.verify, endpoint.compute_env_id) == (False, None)
 
 
-@pytest.mark.parametrize("field", sorted(SEQERA_FIELDS))
+@pytest.mark.parametrize("field", [*(SEQERA_FIELDS[f] for f in sorted(SEQERA_FIELDS)),
+                                   *(WAVE_FIELDS[f] for f in sorted(WAVE_FIELDS))])
 def test_each_form_field_has_a_label_a_description_and_a_nullable_type(field):
-    spec = SEQERA_FIELDS[field]
+    spec = field
     assert spec["label"] and spec["description"] and "null" in spec["schema"]["type"]
