@@ -274,7 +274,46 @@ class DevStack:
         self.stop()
 
 
-class SeqeraSimulator(Service):
+class SimulatorControls:
+    """The ``/_sim/`` control routes every simulator has: the request helper and chaos mode
+    (:mod:`include.simulators.chaos`). Mixed into a :class:`Service` with a ``url``."""
+
+    url: str
+
+    def _sim(self, method: str, path: str, **kwargs):
+        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
+        if resp.status_code >= 400:
+            raise requests.HTTPError(f"{method} /_sim/{path} answered {resp.status_code}: {resp.text}",
+                                     response=resp)
+        return resp.json()
+
+    def chaos(self, **config) -> dict:
+        """Turn chaos mode on: API calls go wrong at random, at the given rates (0..1, summing
+        to 1 at most): ``rate_5xx``, ``rate_429`` (``Retry-After: retry_after_seconds``),
+        ``rate_slow`` (``slow_seconds`` late), ``rate_reset`` (connection reset, no work done),
+        ``rate_malformed`` (200 with broken JSON, work done), ``rate_lost`` (connection closed
+        after the work was done); ``seed`` repeats a run, ``routes`` limits it (``"/prefix"``,
+        ``"METHOD /prefix"``). Replaces the previous config and zeroes the counters.
+
+        :return: :meth:`chaos_stats`.
+        :raises requests.HTTPError: a bad value (400, the reason in the message).
+        """
+        return self._sim("POST", "chaos", json=config)
+
+    def chaos_stats(self) -> dict:
+        """``{"config", "counts", "by_route"}``: counts of ``requests``, ``passed`` and each
+        kind, in total and per route (``"GET /workflow/{workflowId}"``)."""
+        return self._sim("GET", "chaos")
+
+    def calm(self) -> dict:
+        """Turn chaos mode off (the counters stay readable until the next :meth:`chaos` or reset).
+
+        :return: :meth:`chaos_stats`.
+        """
+        return self._sim("DELETE", "chaos")
+
+
+class SeqeraSimulator(SimulatorControls, Service):
     """The Seqera Platform simulator (``include/simulators/seqera``) on ``http://127.0.0.1:<port>``.
 
     Started as ``python -m include.simulators.seqera --port <port>`` with the repository root
@@ -331,11 +370,6 @@ class SeqeraSimulator(Service):
         return {"AIRFLOW_CONN_SEQERA_DEFAULT": json.dumps(self.connection())}
 
     # -- control routes
-    def _sim(self, method: str, path: str, **kwargs):
-        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
-        resp.raise_for_status()
-        return resp.json()
-
     def set_course(self, run_name: str, kind: str = "succeed", after: int = 2, **fields) -> dict:
         """Script a run by name, before or after launch: ``succeed``/``fail``/``cancel``/``unknown``
         after ``after`` polls, or ``running`` / ``not_started`` forever (``exit_status``,
@@ -370,10 +404,11 @@ class SeqeraSimulator(Service):
         return self._sim("POST", "config", json=config)
 
     def reset(self) -> None:
+        """Forget runs, courses, faults and records; chaos mode off, its counters zeroed."""
         self._sim("POST", "reset")
 
 
-class CromwellSimulator(Service):
+class CromwellSimulator(SimulatorControls, Service):
     """The Cromwell simulator (``include/simulators/cromwell``) on ``http://127.0.0.1:<port>``.
 
     Started as ``python -m include.simulators.cromwell --port <port>`` with the repository
@@ -426,11 +461,6 @@ class CromwellSimulator(Service):
         return {"AIRFLOW_CONN_CROMWELL_DEFAULT": json.dumps(self.connection())}
 
     # -- control routes
-    def _sim(self, method: str, path: str, **kwargs):
-        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
-        resp.raise_for_status()
-        return resp.json()
-
     def set_course(self, outcome: str = "succeed", after: int = 2, match: dict | None = None, **fields) -> dict:
         """Script workflows: ``succeed`` / ``fail`` after ``after`` observations ``Submitted`` and
         ``after`` more ``Running``, or ``hang`` (``Running`` forever). ``match`` picks them
@@ -488,11 +518,11 @@ class CromwellSimulator(Service):
         return self._sim("POST", f"advance/{workflow_id}")
 
     def reset(self) -> None:
-        """Forget workflows, courses, faults and records."""
+        """Forget workflows, courses, faults and records; chaos mode off, its counters zeroed."""
         self._sim("POST", "reset")
 
 
-class WaveSimulator(Service):
+class WaveSimulator(SimulatorControls, Service):
     """The Wave simulator (``include/simulators/wave``) on ``http://127.0.0.1:<port>``.
 
     Started as ``python -m include.simulators.wave --port <port>`` with the repository root on
@@ -540,11 +570,6 @@ class WaveSimulator(Service):
         return {"AIRFLOW_CONN_WAVE_DEFAULT": json.dumps(self.connection())}
 
     # -- control routes
-    def _sim(self, method: str, path: str, **kwargs):
-        resp = requests.request(method, f"{self.url}/_sim/{path}", timeout=30, **kwargs)
-        resp.raise_for_status()
-        return resp.json()
-
     def set_course(self, outcome: str = "succeed", after: int = 2, scan_polls: int = 1, log: str | None = None,
                    match: dict | None = None, **fields) -> dict:
         """Script builds started from now on: ``succeed`` / ``fail`` after ``after`` status polls
@@ -590,5 +615,6 @@ class WaveSimulator(Service):
         return self._sim("GET", "builds")["builds"]
 
     def reset(self) -> None:
-        """Forget requests, builds, courses, faults, configuration and records."""
+        """Forget requests, builds, courses, faults, configuration and records; chaos mode off,
+        its counters zeroed."""
         self._sim("POST", "reset")

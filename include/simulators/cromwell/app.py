@@ -23,7 +23,9 @@ call's header is kept as its scheme and SHA-256 only, so a test can check what a
 while the token itself is never stored, printed or logged.
 
 Control routes under ``/_sim/`` (not in the contract, no auth, loopback only) steer
-workflows, inject faults and expose records; see :func:`create_app`.
+workflows, inject faults and expose records; see :func:`create_app`. Chaos mode
+(:mod:`include.simulators.chaos`, ``/_sim/chaos``) answers its errors in Cromwell's envelope and
+spares ``GET /engine/{version}/version``, the readiness route.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
 
+from include.simulators.chaos import Chaos, install_chaos
 from include.simulators.cromwell.state import (
     BACKEND, ROUTES, UUID_RE, Course, Fault, Query, SimError, SimState, Workflow, describe_wdl, detect_version, digest,
     label_errors, workflow_name)
@@ -54,6 +57,11 @@ _TYPE_VERSIONS = {"WDL": ("draft-2", "1.0", "1.1"), "CWL": ("v1.0", "v1.1", "v1.
 
 def _envelope(exc: SimError) -> JSONResponse:
     return JSONResponse({"status": exc.kind, "message": exc.message}, status_code=exc.status)
+
+
+def _envelope_body(status: int, message: str) -> dict[str, str]:
+    error = SimError(status, message)
+    return {"status": error.kind, "message": error.message}
 
 
 # -- control-route bodies
@@ -446,11 +454,12 @@ def create_app(root: str | None = None, s3_endpoint: str | None = None) -> FastA
         return {}
 
     app.include_router(api)
-    app.include_router(_control_routes(state))
+    chaos = install_chaos(app, exempt=("GET /engine/{version}/version",), error_body=_envelope_body)
+    app.include_router(_control_routes(state, chaos))
     return app
 
 
-def _control_routes(state: SimState) -> APIRouter:
+def _control_routes(state: SimState, chaos: Chaos) -> APIRouter:
     """``/_sim/``: steer courses, inject faults, read records."""
     sim = APIRouter(prefix="/_sim")
 
@@ -521,6 +530,7 @@ def _control_routes(state: SimState) -> APIRouter:
     @sim.post("/reset")
     async def reset():
         state.reset()
+        chaos.reset()
         return {"reset": True}
 
     @sim.get("/routes")

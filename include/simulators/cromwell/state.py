@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from include.simulators.chaos import RouteFault, take_fault
+
 STATUSES = ("On Hold", "Submitted", "Running", "Aborting", "Aborted", "Succeeded", "Failed")
 TERMINAL = frozenset({"Aborted", "Succeeded", "Failed"})
 OUTCOMES = ("succeed", "fail", "hang")
@@ -450,22 +452,10 @@ class Workflow:
                 "calls": {c.fqn: c.metadata() for c in self.calls}}
 
 
-@dataclass
-class Fault:
+class Fault(RouteFault):
     """The next ``count`` calls of ``routes`` (names from :data:`ROUTES`; ``None``: all) answer ``status``."""
 
-    status: int
-    count: int = 1
-    routes: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if not 400 <= self.status <= 599:
-            raise ValueError("status must be an HTTP error code (400-599)")
-        if self.count < 1:
-            raise ValueError("count must be >= 1")
-        unknown = set(self.routes or ()) - set(ROUTES)
-        if unknown:
-            raise ValueError(f"unknown routes {sorted(unknown)}; known: {list(ROUTES)}")
+    KNOWN_ROUTES = ROUTES
 
 
 # -- query
@@ -605,13 +595,7 @@ class SimState:
         return entry
 
     def take_fault(self, route: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.routes is None or route in fault.routes:
-                fault.count -= 1
-                if fault.count == 0:
-                    self.faults.remove(fault)
-                return fault
-        return None
+        return take_fault(self.faults, lambda fault: fault.matches(route))
 
     # -- courses
     def set_course(self, course: Course) -> list[str]:

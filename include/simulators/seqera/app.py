@@ -16,7 +16,8 @@ Where the spec is silent, the simulator picks (and Hatchway must tolerate):
   ``ErrorResponse`` body (``{"message": ...}``).
 
 Control routes under ``/_sim/`` (not in the spec, no auth, loopback only) steer runs,
-inject faults and expose counters; see :func:`create_app`.
+inject faults and expose counters; see :func:`create_app`. Chaos mode
+(:mod:`include.simulators.chaos`, ``/_sim/chaos``) spares ``GET /service-info``, the readiness route.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from include.simulators.chaos import install_chaos
 from include.simulators.seqera.state import TERMINAL, Course, Fault, SimState
 
 API_VERSION = "1.187.0"
@@ -256,6 +258,7 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
         return Response(status_code=204)
 
     app.include_router(api)
+    chaos = install_chaos(app, exempt=("GET /service-info",))
 
     # -- control routes
     sim = APIRouter(prefix="/_sim")
@@ -316,6 +319,7 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
     @sim.post("/reset")
     async def reset():
         state.reset()
+        chaos.reset()
         return {"reset": True}
 
     app.include_router(sim)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from include.simulators.chaos import take_fault
+
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "UNKNOWN"})
 KINDS = ("succeed", "fail", "cancel", "unknown", "running", "not_started")
 _OUTCOME = {"succeed": "SUCCEEDED", "fail": "FAILED", "cancel": "CANCELLED", "unknown": "UNKNOWN"}
@@ -297,13 +299,7 @@ class SimState:
             self.log.append((time.time(), route, workspace_id, status))
 
     def take_fault(self, route: str, workspace_id: int | None) -> Fault | None:
-        for fault in self.faults:
-            if fault.count > 0 and fault.matches(route, workspace_id):
-                fault.count -= 1
-                if fault.count == 0:
-                    self.faults.remove(fault)
-                return fault
-        return None
+        return take_fault(self.faults, lambda fault: fault.matches(route, workspace_id))
 
     # -- workflow operations
     def create_run(self, *, run_name: str | None, workspace_id: int | None, pipeline: str,

@@ -17,6 +17,8 @@ sent while the token itself is never stored, printed or logged.
 
 Control routes under ``/_sim/`` (not in the contract, no auth, loopback only) script builds,
 inject faults, set the server's configuration and expose records; see :func:`create_app`.
+Chaos mode (:mod:`include.simulators.chaos`, ``/_sim/chaos``) spares ``GET /service-info``, the
+readiness route.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from include.simulators.chaos import Chaos, install_chaos
 from include.simulators.wave.state import (
     ROUTES, WAVE_VERSION, Config, Course, Fault, SimState, Submission, WaveError, digest, redact)
 
@@ -166,11 +169,12 @@ def create_app() -> FastAPI:
         return JSONResponse({"serviceInfo": {"version": WAVE_VERSION, "commitId": "7b8b9f6d"}})
 
     app.include_router(api)
-    app.include_router(_control_routes(state))
+    chaos = install_chaos(app, exempt=("GET /service-info",))
+    app.include_router(_control_routes(state, chaos))
     return app
 
 
-def _control_routes(state: SimState) -> APIRouter:
+def _control_routes(state: SimState, chaos: Chaos) -> APIRouter:
     """``/_sim/``: script builds, inject faults, configure, read records."""
     sim = APIRouter(prefix="/_sim")
 
@@ -218,6 +222,7 @@ def _control_routes(state: SimState) -> APIRouter:
     @sim.post("/reset")
     async def reset():
         state.reset()
+        chaos.reset()
         return {"reset": True}
 
     @sim.get("/routes")
