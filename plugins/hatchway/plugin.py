@@ -11,6 +11,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from hatchway.api.door import LazyDeps, create_app, deps_from_airflow
+from hatchway.listeners import TeardownListener
 
 URL_PREFIX = "/hatchway"
 
@@ -20,3 +21,4 @@ front_door = create_app(LazyDeps(deps_from_airflow))
 class HatchwayPlugin(AirflowPlugin):
     name = "hatchway"
     fastapi_apps = [{"app": front_door, "url_prefix": URL_PREFIX, "name": "Hatchway front door (GA4GH WES)"}]
+    listeners = [TeardownListener()]

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pydantic import ValidationError
 
 from hatchway.domain.jobs import JobEvent, JobNames, JobPlatformConfig, JobRequest, readable_job_id, request_errors
+from hatchway import metrics
 from hatchway.jobs.status import StatusSender, produce_and_flush
 
 log = logging.getLogger(__name__)
@@ -29,24 +30,28 @@ RunExists = Callable[[str, str], bool]
 
 
 class InvalidRequest(ValueError):
-    """A message that cannot become a job; ``job_id`` is set when it could still be read."""
+    """A message that cannot become a job; ``job_id`` is set when it could still be read.
 
-    def __init__(self, reason: str, job_id: str | None = None):
+    :param kind: the reason's class for metrics: ``empty``, ``too_large``, ``not_json`` or ``invalid``.
+    """
+
+    def __init__(self, reason: str, job_id: str | None = None, kind: str = "invalid"):
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
+        self.kind = kind
 
 
 def parse_request(raw: bytes | None, max_bytes: int) -> JobRequest:
     if raw is None:
-        raise InvalidRequest("empty message (no value)")
+        raise InvalidRequest("empty message (no value)", kind="empty")
     if len(raw) > max_bytes:
         raise InvalidRequest(f"message of {len(raw)} bytes is over the {max_bytes}-byte limit",
-                             _readable_job_id(raw[:max_bytes * 4]))
+                             _readable_job_id(raw[:max_bytes * 4]), kind="too_large")
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"not JSON: {exc}") from None
+        raise InvalidRequest(f"not JSON: {exc}", kind="not_json") from None
     try:
         return JobRequest.model_validate(data)
     except ValidationError as exc:
@@ -128,19 +133,26 @@ class IntakeDrainer:
 
     def handle(self, message, summary: DrainSummary) -> None:
         raw = message.value()
+        metrics.incr("intake.messages")
         try:
             request = parse_request(raw, self.config.max_message_bytes)
         except InvalidRequest as bad:
             self.dead_letter(message, bad)
             summary.dead_lettered += 1
+            metrics.incr("intake.dead_letters", reason=bad.kind)
             return
         names = JobNames(self.config.namespace, request.job_id)
         conf = request.model_dump(mode="json")
         if self.trigger(JOB_RUN_DAG, names.dag_run_id, conf):
             summary.triggered.append(request.job_id)
+            metrics.incr("intake.triggered")
         else:
             log.info("job %s already has run %s: duplicate ignored", request.job_id, names.dag_run_id)
             summary.duplicates.append(request.job_id)
+            metrics.incr("intake.duplicates")
+        kind, stamp = message.timestamp()
+        if kind and stamp > 0:  # TIMESTAMP_NOT_AVAILABLE is 0
+            metrics.timing("intake.lag", time.time() * 1000 - stamp)
 
     def dead_letter(self, message, bad: InvalidRequest) -> None:
         headers = [("hatchway-error", bad.reason.encode()[:4000]),

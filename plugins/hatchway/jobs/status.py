@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Protocol
 
+from hatchway import metrics
 from hatchway.domain.jobs import JobEvent, JobPlatformConfig, StatusMessage, can_move
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ class StatusSender:
                                 "after": topic_ends(self.config)}
             self.record.save(state)
         produce_and_flush(self.producer, self.config.status_topic, run_name.encode(), message.to_json())
+        metrics.incr("status.sent", event=event.value)
         if state is not None:
             state["sent"].append(event.value)
             state["sending"] = None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from hatchway import metrics
 from hatchway.domain.jobs import seqera_event
 from hatchway.domain.wes import WES_DAG_ID, dag_run_id as wes_dag_run_id
 from hatchway.jobs.buckets import RUN_LABEL
@@ -101,6 +102,7 @@ def sweep_seqera(hook: Any, *, namespace: str, workspace_ids: Iterable[int | Non
                     report["cancelled"].append(name)
     log.info("Seqera: %d live run(s), %d orphaned, %d cancelled", report["live"], len(report["orphaned"]),
              len(report["cancelled"]))
+    metrics.incr("reaper.seqera_runs_cancelled", len(report["cancelled"]))
     return report
 
 
@@ -141,4 +143,5 @@ def sweep_job_buckets(client: Any, *, namespace: str, run_state: RunState, grace
             report["deleted"].append(bucket.name)
     log.info("job buckets: %d found, %d orphaned, %d deleted", report["found"], len(report["orphaned"]),
              len(report["deleted"]))
+    metrics.incr("reaper.job_buckets_deleted", len(report["deleted"]))
     return report

@@ -19,6 +19,7 @@ import logging
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from hatchway import metrics
 from hatchway.domain.notify import (
     NOTIFY_VARIABLE,
     EmailSettings,
@@ -220,7 +221,9 @@ def dispatch(notice: Notice, settings: NotifySettings | None = None,
         try:
             if channel.send(notice, preference):
                 sent.append(channel.name)
+                metrics.incr("notices.sent", channel=channel.name)
         except Exception as exc:  # noqa: BLE001 - a failed channel is logged; the others still send
             log.warning("notice %s: not sent by %s: %s", notice.key(), channel.name, describe(exc))
+            metrics.incr("notices.failed", channel=channel.name)
     log.info("notice %s (%s): sent by %s", notice.key(), notice.state, ", ".join(sent) or "no channel")
     return sent

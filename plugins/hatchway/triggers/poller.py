@@ -24,6 +24,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hatchway import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -96,6 +98,7 @@ class SharedPoller:
         self.wake = asyncio.Event()
         self.calls = 0
         self.task: asyncio.Task | None = None
+        self.endpoint = metrics.endpoint_label(str(key[1])) if len(key) > 1 else "none"
 
     def start(self) -> None:
         if self.task is None or self.task.done():
@@ -137,8 +140,12 @@ class SharedPoller:
         try:
             results, calls = await self.source.observe(subs)
             self.calls += calls
+            metrics.incr("poller.calls", calls, engine=self.key[0], endpoint=self.endpoint)
         except Exception as exc:  # noqa: BLE001 - a failed round is published, never a dead loop
             error = exc
+            metrics.incr("poller.errors", engine=self.key[0], endpoint=self.endpoint)
+        metrics.gauge("runs_waiting", sum(len(p.subs) for k, p in self.registry.pollers.items() if k[0] == self.key[0]),
+                      engine=self.key[0])
         # Publish the round in one step (no await in between), then wake the subscribers.
         self.results, self.asked, self.error = results, frozenset(s.name for s in subs), error
         self.round += 1

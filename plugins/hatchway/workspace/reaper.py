@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from hatchway import metrics
 from hatchway.domain.workspace import PlatformConfig, WorkspaceState, utcnow
 from hatchway.workspace import activity, expiry
 from hatchway.workspace.clients import AwsClients
@@ -36,12 +37,15 @@ def find_idle(clients: AwsClients, config: PlatformConfig, ttl_hours: int | None
         elif last.source != "provision":
             log.info("workspace %s in use: last %s at %s", record.workspace, last.source, last.at.isoformat())
     log.info("%d idle workspace(s) past %d h: %s", len(idle), ttl // 3600, idle)
+    metrics.incr("reaper.idle_workspaces", len(idle))
     return sorted(idle)
 
 
 def sweep_expired(clients: AwsClients, config: PlatformConfig, holder: str) -> dict[str, Any]:
     """Delete the data of torn-down workspaces whose expiry has passed (see :mod:`hatchway.workspace.expiry`)."""
-    return expiry.sweep(clients, config, holder)
+    report = expiry.sweep(clients, config, holder)
+    metrics.incr("reaper.expired_workspaces", len(report["expired"]))
+    return report
 
 
 def sweep_orphans(clients: AwsClients, config: PlatformConfig, delete: bool,
@@ -73,6 +77,7 @@ def sweep_orphans(clients: AwsClients, config: PlatformConfig, delete: bool,
         log.info("not orphans yet (a lifecycle run holds the lock, or younger than %s h): %s",
                  config.orphan_grace_hours, sorted(in_flight))
     deleted = delete_resources(clients, orphans) if delete and orphans else []
+    metrics.incr("reaper.orphans_deleted", len(deleted))
     return {"orphans": summary(orphans), "deleted": len(deleted), "in_flight": sorted(in_flight)}
 
 
