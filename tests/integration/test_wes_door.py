@@ -288,6 +288,10 @@ def test_an_unconfigured_door_answers_503_naming_what_is_missing_and_401_without
         alice = callers(server.url, settings, "alice")["alice"]
         runs = f"{server.url}/ga4gh/wes/v1/runs"
 
+        health = f"{server.url}/health"
+        resp = requests.get(health, timeout=10)  # a probe needs no token
+        assert resp.status_code == 503 and resp.json() == {"status": "unavailable", "checks": {"config": "missing"}}
+
         # Neither the connection nor the Variable: a token cannot be checked, so 503 naming both.
         resp = alice.get("/runs")
         assert resp.status_code == 503, resp.text
@@ -312,6 +316,15 @@ def test_an_unconfigured_door_answers_503_naming_what_is_missing_and_401_without
         monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_CONFIG", json.dumps({"bucket": BUCKET}))
         resp = alice.get("/runs")
         assert resp.status_code == 200 and resp.json()["runs"] == []
+        resp = requests.get(health, timeout=10)
+        assert resp.status_code == 200 and resp.json() == {"status": "ok", "checks": {"config": "ok", "store": "ok"}}
+
+        # The store gone: the probe says so, without the URL or its password.
+        monkeypatch.setenv("HATCHWAY_DB_URL", "postgresql+psycopg2://door:s3cret@127.0.0.1:9/hatchway")
+        resp = requests.get(health, timeout=30)
+        assert resp.status_code == 503 and resp.json()["status"] == "unavailable", resp.text
+        assert resp.json()["checks"] == {"config": "error"}  # the store is opened (and migrated) with the deps
+        assert "s3cret" not in resp.text and "9/hatchway" not in resp.text
 
 
 def test_a_container_block_is_checked_at_the_door_and_reaches_the_run(door):

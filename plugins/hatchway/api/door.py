@@ -262,6 +262,33 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             d.store.update_run(record.run_id, state=state.value)
         return state, view
 
+    @app.get("/health")
+    def health():
+        """For load balancers and probes, without a token: 200 when the door can serve (its
+        configuration loads and its store answers), 503 otherwise. Names what is wrong, never
+        a value or a secret."""
+        checks: dict[str, str] = {}
+        try:
+            d = lazy.get()
+            checks["config"] = "ok"
+        except DoorNotConfigured:
+            checks["config"] = "missing"
+            d = None
+        except Exception:  # noqa: BLE001 - a probe answers, it does not crash
+            log.exception("front door health: the configuration did not load")
+            checks["config"] = "error"
+            d = None
+        if d is not None:
+            try:
+                d.store.ping()
+                checks["store"] = "ok"
+            except Exception:  # noqa: BLE001 - a probe answers, it does not crash
+                log.exception("front door health: the store did not answer")
+                checks["store"] = "error"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
+                            status_code=200 if healthy else 503)
+
     # -- WES -------------------------------------------------------------------------------
     add_cromwell_routes(app, authenticate)
     add_awe_routes(app, authenticate, DoorError)

@@ -505,6 +505,11 @@ class Store:
                 row.cancel_requested_at = row.updated_at = utcnow()
             return RunRecord.model_validate(row)
 
+    def ping(self) -> None:
+        """One round trip to the database (``SELECT 1``); raises what the driver raises."""
+        with self._read() as session:
+            session.execute(select(1))
+
     def count_runs(self, calling_workspace: str | None = None) -> int:
         query = select(func.count()).select_from(RunRow)
         if calling_workspace is not None:
