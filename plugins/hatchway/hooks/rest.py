@@ -1,14 +1,15 @@
 """The retrying HTTP transport the engine hooks share (Seqera Platform, Cromwell).
 
 One loop per flavour (sync, async): send, let the hook turn the answer into a value or an
-error, and retry what is worth retrying (429, 5xx, timeouts, connection errors) with the
-endpoint's exponential, jittered backoff, honouring ``Retry-After``. The hook names the
+error, and retry what is worth retrying (429, 5xx, timeouts, connection errors, a body cut
+off before its JSON ends) with the endpoint's exponential, jittered backoff, honouring ``Retry-After``. The hook names the
 system in its messages; nothing here logs a header, so a token never reaches a log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
@@ -86,6 +87,8 @@ def call(caller: Caller, backoff: Backoff, method: str, path: str, send: Send,
             reason, after = exc.reason, exc.retry_after
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             reason, after = type(exc).__name__, None
+        except json.JSONDecodeError as exc:  # a cut-off body: the answer was lost on the way
+            reason, after = f"malformed answer ({exc.msg})", None
         if attempt == attempts:
             raise caller.give_up(method, path, attempts, reason)
         delay = backoff.delay(attempt, after)
@@ -105,6 +108,8 @@ async def acall(caller: Caller, backoff: Backoff, method: str, path: str, send: 
             reason, after = exc.reason, exc.retry_after
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             reason, after = type(exc).__name__, None
+        except json.JSONDecodeError as exc:  # a cut-off body: the answer was lost on the way
+            reason, after = f"malformed answer ({exc.msg})", None
         if attempt == attempts:
             raise caller.give_up(method, path, attempts, reason)
         delay = backoff.delay(attempt, after)

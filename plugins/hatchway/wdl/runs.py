@@ -80,22 +80,33 @@ def ensure_submitted(hook: CromwellHook, *, run_id: str, workspace: str, workflo
         wanted = workflow_id(run_id, attempt := attempt + 1)
     except CromwellNotFound:
         pass
-    try:
-        answer = hook.submit(workflow_source=workflow_source, workflow_inputs=inputs,
-                             workflow_options=submission_options(workspace, options, default_options),
-                             labels=submission_labels(workspace, labels, run_id, commit), dependencies_zip=dependencies_zip,
-                             workflow_type_version=wdl_version, requested_id=wanted, attempts=1)
-        return Submission(answer["id"], answer.get("status", "Submitted"), reused=False)
-    except (CromwellUnavailable, CromwellApiError) as exc:
-        if isinstance(exc, CromwellApiError) and exc.status not in (400, 409):
-            raise
-        # The submit may have landed (a lost answer, or a duplicate requested id): look it up.
-        for _ in range(lookups):
-            try:
-                return Submission(wanted, hook.status(wanted), reused=True)
-            except CromwellNotFound:
-                time.sleep(lookup_delay)
-        raise
+    # The requested id makes a submit idempotent (Cromwell refuses a second workflow of that
+    # id), so an unanswered submit is looked up, then sent again with the same id.
+    retry = hook.endpoint.retry
+    for attempt_no in range(1, retry.max_attempts + 1):
+        try:
+            answer = hook.submit(workflow_source=workflow_source, workflow_inputs=inputs,
+                                 workflow_options=submission_options(workspace, options, default_options),
+                                 labels=submission_labels(workspace, labels, run_id, commit),
+                                 dependencies_zip=dependencies_zip, workflow_type_version=wdl_version,
+                                 requested_id=wanted, attempts=1)
+            return Submission(answer["id"], answer.get("status", "Submitted"), reused=False)
+        except (CromwellUnavailable, CromwellApiError) as exc:
+            if isinstance(exc, CromwellApiError) and exc.status not in (400, 409):
+                raise
+            # The submit may have landed (a lost answer, or a duplicate requested id): look it up.
+            for _ in range(lookups):
+                try:
+                    return Submission(wanted, hook.status(wanted), reused=True)
+                except CromwellNotFound:
+                    time.sleep(lookup_delay)
+            if isinstance(exc, CromwellApiError) or attempt_no == retry.max_attempts:
+                raise
+            delay = retry.delay(attempt_no)
+            log.warning("Cromwell submit of run %s (%s) did not land: %s; sending it again in %.1fs",
+                        run_id, wanted, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def abort_if_live(hook: CromwellHook, workflow_id_: str) -> dict[str, Any]:
