@@ -352,3 +352,29 @@ def test_a_container_block_is_checked_at_the_door_and_reaches_the_run(door):
     assert resp.status_code == 200, resp.text
     conf = _dag_run_conf(store.get_run(resp.json()["run_id"]).dag_run_id)
     assert conf["container"]["packages"] == ["samtools=1.19"]
+
+
+def test_a_retried_submission_with_an_idempotency_key_gets_the_same_run(door):
+    _, _, people, store = door
+    alice, bob = people["alice"], people["bob"]
+
+    def submit(caller, key: str, greeting: str = "once"):
+        form = run_form("hatchway://alice/shared@1", json.dumps({"greeting": greeting}))
+        return requests.post(f"{caller.wes}/runs", files=form, timeout=30,
+                             headers={**caller.headers, "Idempotency-Key": key})
+
+    before = store.count_runs()
+    key = f"backend-job-{secrets.token_hex(4)}"
+    first, again = submit(alice, key), submit(alice, key)  # the second is a client's retry after a lost answer
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    run_id = first.json()["run_id"]
+    assert again.json()["run_id"] == run_id and store.count_runs() == before + 1
+    assert _dag_run_conf(store.get_run(run_id).dag_run_id)["run_id"] == run_id
+
+    other = submit(bob, key)  # keys are the caller's own: another workspace's same key is another run
+    assert other.status_code == 200 and other.json()["run_id"] != run_id
+
+    changed = submit(alice, key, greeting="twice")
+    assert changed.status_code == 400 and "Idempotency-Key" in changed.json()["msg"]
+    assert submit(alice, "").status_code == 400 and submit(alice, "x" * 300).status_code == 400
+    assert store.count_runs() == before + 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +61,7 @@ WES_PREFIX = "/ga4gh/wes/v1"
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 MAX_ATTACHMENTS_BYTES = 10 * 1024 * 1024
 MAX_FORM_BYTES = 12 * 1024 * 1024
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
 WORKFLOW_TYPES = {"NFL": "NFL", "NEXTFLOW": "NFL", "WDL": "WDL"}
 RUNNABLE_ENGINES = {"NFL", "WDL"}  # NFL on wes_run (Seqera), WDL on cromwell_run (Cromwell)
 
@@ -346,8 +348,15 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         size = int(request.headers.get("content-length") or 0)
         if size > MAX_FORM_BYTES:
             raise DoorError(400, f"request is {size} bytes; at most {MAX_FORM_BYTES} are accepted")
+        from hatchway.store import Conflict
+
         fields, attachments = await _read_form(request)
-        return await run_in_threadpool(_start_run, d, caller, fields, attachments)
+        run_id = _run_id_for(caller, request.headers.get("idempotency-key"))
+        try:
+            return await run_in_threadpool(_start_run, d, caller, fields, attachments, run_id)
+        except Conflict:
+            raise DoorError(400, "this Idempotency-Key was used for a different request: send a new key "
+                                 "for a new run") from None
 
     @app.get(f"{WES_PREFIX}/runs/{{run_id}}")
     def get_run_log(run_id: str, request: Request):
@@ -472,7 +481,8 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         row = d.store.deploy_workflow(caller.workspace, spec)
         return _workflow_json(row)
 
-    def _start_run(d: DoorDeps, caller: Caller, fields: dict[str, str], attachments: list[dict[str, Any]]):
+    def _start_run(d: DoorDeps, caller: Caller, fields: dict[str, str], attachments: list[dict[str, Any]],
+                   run_id: str):
         try:
             form = RunForm.from_form(fields)
         except ValidationError as exc:
@@ -507,7 +517,6 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
 
         container = _container_block(form.workflow_engine_parameters, engine)
         d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
-        run_id = new_run_id()
         request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
                         "workflow_type_version": form.workflow_type_version or ("1.0" if engine == "WDL" else "DSL2"),
                         "workflow_params": form.workflow_params, "tags": form.tags,
@@ -595,6 +604,17 @@ async def _read_form(request: Request) -> tuple[dict[str, str], list[dict[str, A
             fields[key] = value
     return fields, attachments
 
+
+
+def _run_id_for(caller: Caller, key: str | None) -> str:
+    """The WES run id of a submission: new, or derived from the caller's ``Idempotency-Key``
+    header, so a client that retries a POST whose answer it lost (an api-server that died
+    mid-call) gets the run it started, not a second one."""
+    if key is None:
+        return new_run_id()
+    if not IDEMPOTENCY_KEY.match(key):
+        raise DoorError(400, "Idempotency-Key must be 1-255 printable ASCII characters")
+    return hashlib.sha256(f"{caller.workspace}\0{key}".encode()).hexdigest()[:32]
 
 
 def _container_block(engine_parameters: dict[str, str], engine: str) -> dict[str, Any] | None:
