@@ -356,6 +356,31 @@ class Airflow:
         if self.mode == "standalone" and self.processes:
             self._check_standalone()
 
+    def component(self, name: str) -> ManagedProcess:
+        """The running process of one component (``scheduler``, ``triggerer``, ``celery-worker``...; celery mode)."""
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise KeyError(f"no component {name!r} (celery mode runs {[p.name for p in self.processes]})")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component and everything it started, as a crash or an OOM kill would."""
+        proc = self.component(name)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait(timeout=30)
+
+    def restart(self, name: str) -> ManagedProcess:
+        """Start a component again (killed first if it still runs), logging to the same file."""
+        old = self.component(name)
+        if old.alive():
+            self.kill(name)
+        new = ManagedProcess(name, old.argv, old.log_path, env=old.env, cwd=old.cwd).start()
+        self.processes[self.processes.index(old)] = new
+        return new
+
     def log_tails(self, lines: int = 30) -> str:
         """:return: the last lines of every component log, for failure reports."""
         return "".join(f"\n--- {path}\n{tail(path, lines)}" for path in self.log_paths)

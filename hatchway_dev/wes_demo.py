@@ -46,6 +46,10 @@ def door_env(workdir: Path, bucket: str) -> tuple[dict[str, str], AuthSettings]:
     return env, settings
 
 
+class DoorUnavailable(RuntimeError):
+    """The door answered 5xx (it is starting, or a component behind it is down)."""
+
+
 @dataclass
 class Door:
     """One workspace's view of the door (its token), over HTTP."""
@@ -58,9 +62,11 @@ class Door:
     def for_workspace(cls, base: str, settings: AuthSettings, workspace: str) -> Door:
         return cls(base, workspace, issue_token(settings, workspace=workspace, subject=f"{workspace}@example.org"))
 
-    def _call(self, method: str, path: str, **kwargs) -> Any:
-        resp = requests.request(method, f"{self.base}{path}", headers={"Authorization": f"Bearer {self.token}"},
-                                timeout=30, **kwargs)
+    def _call(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs) -> Any:
+        resp = requests.request(method, f"{self.base}{path}", timeout=30, **kwargs,
+                                headers={"Authorization": f"Bearer {self.token}", **(headers or {})})
+        if resp.status_code >= 500:
+            raise DoorUnavailable(f"{method} {path} as {self.workspace}: {resp.status_code} {resp.text[:500]}")
         if resp.status_code >= 400:
             raise RuntimeError(f"{method} {path} as {self.workspace}: {resp.status_code} {resp.text[:500]}")
         return resp.json()
@@ -69,9 +75,19 @@ class Door:
         return self._call("POST", f"/workspaces/{self.workspace}/workflows", json=workflow)
 
     def run(self, workflow_url: str, params: dict[str, Any], tags: dict[str, str] | None = None,
-            workflow_type: str = "NFL") -> str:
+            workflow_type: str = "NFL", idempotency_key: str | None = None, retry_for: float = 0.0) -> str:
+        """Submit a run; with an ``idempotency_key``, retry connection errors and 5xx answers for
+        up to ``retry_for`` seconds (safe: the door gives a retried key the run it started)."""
         body = run_form(workflow_url, json.dumps(params), tags=tags, workflow_type=workflow_type)
-        return self._call("POST", "/ga4gh/wes/v1/runs", files=body)["run_id"]
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        deadline = time.monotonic() + (retry_for if idempotency_key else 0.0)
+        while True:
+            try:
+                return self._call("POST", "/ga4gh/wes/v1/runs", files=body, headers=headers)["run_id"]
+            except (requests.ConnectionError, requests.Timeout, DoorUnavailable):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def status(self, run_id: str) -> str:
         return self._call("GET", f"/ga4gh/wes/v1/runs/{run_id}/status")["state"]
