@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, AssetAlias, Param
 
 from hatchway.dag_defaults import DEFAULT_ARGS, workspace_param
-from hatchway.domain.wave import CHANNEL, DEFAULT_CHANNELS, IMAGE, MULTI_PLATFORM, NAME, PACKAGE, REPOSITORY, SINGLE_PLATFORMS
+from hatchway.domain.wave_names import CHANNEL, DEFAULT_CHANNELS, IMAGE, MULTI_PLATFORM, NAME, PACKAGE, REPOSITORY, SINGLE_PLATFORMS
 from hatchway.notifiers.notice import NoticeNotifier
 from hatchway.operators.container import IMAGES_ALIAS, TASK_BUILD, BuildContainerOperator
 

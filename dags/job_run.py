@@ -6,8 +6,8 @@ import os
 
 from airflow.sdk import DAG, Param, chain
 
-from hatchway.dag_defaults import DEFAULT_ARGS
-from hatchway.domain.jobs import request_param_schemas
+from hatchway.dag_defaults import DEFAULT_ARGS, run_timeout
+from hatchway.domain.job_form import request_param_schemas
 from hatchway.notifiers.kafka import KafkaStatusNotifier
 from hatchway.notifiers.notice import NoticeNotifier
 from hatchway.operators.container import TASK_BUILD, BuildContainerOperator
@@ -38,7 +38,7 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=MAX_CONCURRENT_JOBS,
-    dagrun_timeout=__import__("hatchway.jobs.stuck", fromlist=["_"]).run_timeout(),  # see run_reaper
+    dagrun_timeout=run_timeout(),  # see run_reaper
     default_args=DEFAULT_ARGS,
     tags=["hatchway", "jobs", "intervene"],
     # The INTERVENE request as JSON-schema Params, generated from the pydantic model (pydantic

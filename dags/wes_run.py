@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, chain
 
-from hatchway.dag_defaults import DEFAULT_ARGS
-from hatchway.jobs.stuck import run_timeout
-from hatchway.domain.wes import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_WAIT, WES_DAG_ID
+from hatchway.dag_defaults import DEFAULT_ARGS, run_timeout
+from hatchway.domain.wes_tasks import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_WAIT, WES_DAG_ID
 from hatchway.notifiers.notice import NoticeNotifier
 from hatchway.operators.container import TASK_BUILD, BuildContainerOperator
 from hatchway.operators.wes import (

@@ -1,4 +1,6 @@
-"""What every Hatchway DAG shares: owner, tags, retries, and the Params of a workspace."""
+"""What every Hatchway DAG shares: owner, tags, retries, the run timeout, and the Params of a
+workspace. Imported by every DAG file when it is parsed: keep it light (no pydantic model, no
+provider, no hook)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
+from hatchway.domain.limits import run_timeout  # noqa: F401  (job_run's and wes_run's dagrun_timeout)
 from hatchway.domain.names import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
 
 # HATCHWAY_TASK_RETRIES lets failure tests (and cautious operators) turn retries off.
@@ -21,3 +24,4 @@ def workspace_param() -> Param:
 def owner_param() -> Param:
     return Param(type="string", title="Owner", description="the researcher's user name or e-mail, lowercase",
                  **OWNER_SCHEMA)
+

@@ -7,9 +7,6 @@ no scheduler runs here), and the reaper asks Airflow about them through the Task
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -20,7 +17,7 @@ from google.cloud import storage
 from hatchway.domain.wes import new_run_id
 from hatchway.jobs.buckets import RUN_LABEL
 from hatchway.jobs.stuck import run_timeout, sweep_job_buckets
-from support import run_dag, task_states, xcom_values
+from support import register_dags, run_dag, task_states, xcom_values
 
 NS = "hwtest"  # the jobs fixture's namespace
 
@@ -28,9 +25,7 @@ NS = "hwtest"  # the jobs fixture's namespace
 @pytest.fixture(scope="module")
 def registered(airflow_db):
     """job_run and wes_run serialized in the DB, so that runs of them can be triggered."""
-    done = subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=os.environ.copy(),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
+    register_dags()
 
 
 def live_run(dag_id: str, run_id: str, conf: dict | None = None) -> None:
@@ -146,7 +141,7 @@ def test_a_succeeded_jobs_results_bucket_is_kept_its_leftover_work_bucket_remove
     assert gcs.lookup_bucket(results.name) is not None and gcs.lookup_bucket(work.name) is None
 
 
-def test_the_run_timeout_is_configurable_and_set_on_both_run_dags(monkeypatch):
+def test_the_run_timeout_is_configurable_and_set_on_both_run_dags(airflow_db, monkeypatch):
     from support import _dagbag
 
     assert run_timeout() == timedelta(hours=72)
@@ -155,5 +150,6 @@ def test_the_run_timeout_is_configurable_and_set_on_both_run_dags(monkeypatch):
     monkeypatch.setenv("HATCHWAY_DAGRUN_TIMEOUT_HOURS", "0")
     with pytest.raises(ValueError, match="HATCHWAY_DAGRUN_TIMEOUT_HOURS"):
         run_timeout()
+    monkeypatch.delenv("HATCHWAY_DAGRUN_TIMEOUT_HOURS")
     for dag_id in ("job_run", "wes_run"):
         assert _dagbag().get_dag(dag_id).dagrun_timeout == timedelta(hours=72), dag_id

@@ -272,6 +272,10 @@ def request_param_schemas() -> dict[str, dict]:
     trigger form's Params: self-contained (every ``$ref`` inlined), so the UI and the REST API
     refuse a conf that breaks a type, a pattern, a length or an allowed value before a run
     exists. Rules across fields stay with the model (``resolve`` checks them).
+
+    Generated from the model; the DAG file reads the copy written by
+    ``python -m hatchway.domain.job_form`` (:mod:`hatchway.domain.job_form`), which a unit test
+    keeps equal to this: building the model's schema at every parse would double it.
     """
     schema = JobRequest.model_json_schema()
     defs = schema.pop("$defs", {})

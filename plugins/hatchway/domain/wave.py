@@ -6,7 +6,8 @@ with Wave's own reason (``ContainerController`` at seqeralabs/wave@7b8b9f6d), so
 request costs no call; it names the build by a :meth:`~ContainerSpec.cache_key`, and
 turns into the body of ``POST /v1alpha2/container`` (tests/contracts/wave-api-7b8b9f6d.yaml).
 
-Pure pydantic: imported by DAG files for their Params.
+Pure pydantic. The patterns DAG files put in their Params live in :mod:`hatchway.domain.wave_names`
+(no pydantic: parse time).
 """
 
 from __future__ import annotations
@@ -20,23 +21,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SINGLE_PLATFORMS = ("linux/amd64", "linux/arm64")
-MULTI_PLATFORM = "linux/amd64,linux/arm64"  # the one multi-platform pair Wave builds
-# Wave's BuildTemplate constants (the TypeSpec's "conda-micromamba/v2" spelling is wrong vs the code).
-CONDA_TEMPLATES = ("conda/micromamba:v1", "conda/micromamba:v2", "conda/pixi:v1")
-DEFAULT_TEMPLATE = "conda/micromamba:v2"
-DEFAULT_CHANNELS = ("conda-forge", "bioconda")
-# A conda match spec of the simple kind: [channel::]name[=version[=build]] or name==version.
-PACKAGE = re.compile(r"^(?:[a-z0-9][a-z0-9_.-]*::)?[A-Za-z0-9_][A-Za-z0-9_.-]*"
-                     r"(?:(?:==|=)[A-Za-z0-9_.*+!-]+(?:=[A-Za-z0-9_.*+-]+)?)?$")
-CHANNEL = re.compile(r"^(?:[a-z0-9][a-z0-9_.-]*|https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9_.~/-]*)?)$")
-# An image reference: [registry[:port]/]path[:tag][@sha256:digest], lowercase path.
-# A registry is a host with a dot or a port, or localhost (docker's rule); the path is lowercase.
-_REGISTRY = r"(?:(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|localhost)(?::[0-9]+)?/|[A-Za-z0-9-]+:[0-9]+/)?"
-IMAGE = re.compile(r"^" + _REGISTRY + r"[a-z0-9]+(?:[._/-][a-z0-9]+)*"
-                   r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
-REPOSITORY = re.compile(r"^" + _REGISTRY + r"[a-z0-9]+(?:[._/-][a-z0-9]+)*$")
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+from hatchway.domain.wave_names import (  # noqa: F401  (the rules are the model's; DAG files import them alone)
+    CHANNEL,
+    CONDA_TEMPLATES,
+    DEFAULT_CHANNELS,
+    DEFAULT_TEMPLATE,
+    IMAGE,
+    MULTI_PLATFORM,
+    NAME,
+    PACKAGE,
+    REPOSITORY,
+    SINGLE_PLATFORMS,
+)
 
 # Wave's own texts (ContainerController.groovy), so a refusal here reads as Wave's would.
 # [2]: a base image to freeze; [3]: packages (when the server has no public repository).

@@ -17,19 +17,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-WES_DAG_ID = "wes_run"
+from hatchway.domain.wes_tasks import (  # noqa: F401  (the DAG file imports them alone: parse time)
+    TASK_CLEAN,
+    TASK_HARVEST,
+    TASK_LAUNCH,
+    TASK_STOP,
+    TASK_WAIT,
+    TEARDOWNS,
+    WES_DAG_ID,
+)
+
 MAX_PARAMS_BYTES = 256 * 1024  # workflow_params is a parameter file, not a data channel
 MAX_TAGS = 50
 _TAG_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-# Task ids of the wes_run DAG: one place, read by the DAG file and by the state mapping.
-TASK_LAUNCH = "launch"
-TASK_WAIT = "wait_for_workflow"
-TASK_HARVEST = "harvest_outputs"
-TASK_STOP = "stop_workflow"
-TASK_CLEAN = "clean_work"
-TEARDOWNS = (TASK_STOP, TASK_CLEAN)
 
 
 class WesState(str, Enum):

@@ -27,32 +27,19 @@ from typing import Any
 
 from hatchway import metrics
 from hatchway.domain.jobs import seqera_event
+from hatchway.domain.limits import run_timeout  # noqa: F401  (re-exported: the sweep's backstop)
 from hatchway.domain.wes import WES_DAG_ID, dag_run_id as wes_dag_run_id
 from hatchway.jobs.buckets import RUN_LABEL
 
 log = logging.getLogger(__name__)
 
 JOB_DAG_ID = "job_run"
-TIMEOUT_ENV = "HATCHWAY_DAGRUN_TIMEOUT_HOURS"
-DEFAULT_TIMEOUT_HOURS = 72.0  # beyond wait's own timeouts (1 h not started + 48 h running), which run the teardowns
 _WES_NAME = re.compile(r"^wes-([0-9a-f]{32})$")
 _JOB_TAIL = re.compile(r"^(intp\d{1,20})$")
 _BUCKET_TAIL = re.compile(r"^(intp\d{1,20})-(work|results)$")
 
 RUNNING, SUCCESS = "running", "success"
 RunState = Callable[[str, str], str | None]
-
-
-def run_timeout() -> timedelta:
-    """``dagrun_timeout`` of ``job_run`` and ``wes_run``: ``$HATCHWAY_DAGRUN_TIMEOUT_HOURS`` (72).
-
-    A backstop: the wait's own timeouts fail a task and the teardowns run; this one fails the
-    whole run *without* its teardowns, which the ``run_reaper`` sweep then makes up for.
-    """
-    hours = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_HOURS))
-    if hours <= 0:
-        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of hours (got {hours})")
-    return timedelta(hours=hours)
 
 
 def airflow_run_of(run_name: str, namespace: str) -> tuple[str, str] | None:
