@@ -278,3 +278,78 @@ def test_page_size_grows_with_the_waiting_runs_so_one_call_serves_an_interval(si
     calls = [entry for entry in sim.calls(since=t0)["log"] if entry[1] == "GET /workflow"]
     # Each run needs 3 polls to succeed (a 4th sees SUCCEEDED): about 4 rounds, one call each.
     assert len(calls) <= 6, len(calls)
+
+
+# --- Started in the triggerer (start_from_trigger): rendered there, ended there -----------------
+
+async def _end_event(trigger: SeqeraRunTrigger):
+    async for event in trigger.run():
+        return event
+    raise AssertionError("trigger ended without an event")
+
+
+def _started_in_triggerer(context: dict, **operator_kwargs) -> SeqeraRunTrigger:
+    """What the triggerer does for a task that starts there: the trigger built from the
+    operator's ``start_trigger_args``, given the task instance, its template fields rendered."""
+    from types import SimpleNamespace
+
+    from hatchway.operators.seqera import TRIGGER_CLASSPATH, WaitForSeqeraOperator
+
+    operator = WaitForSeqeraOperator(task_id="wait", start_from_trigger=True, **{"poll_interval": 0.2, **operator_kwargs})
+    args = operator.start_trigger_args
+    assert (args.trigger_cls, args.next_method, operator.retries) == (TRIGGER_CLASSPATH, "execute_complete", 0)
+    trigger = SeqeraRunTrigger(**args.trigger_kwargs)
+    trigger.task_instance = SimpleNamespace(task_id="wait", task=operator)
+    trigger.render_template_fields(context=context)
+    return trigger
+
+
+def test_a_wait_started_in_the_triggerer_renders_its_templates_and_ends_the_task_with_its_xcom(sim):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    sim.create_runs([{"run_name": "tr-sft-a1", "workspace_id": WS, "course": {"kind": "succeed", "after": 1}}])
+    launched = time.time() - 5
+    trigger = _started_in_triggerer({"run_id": "tr-sft", "params": {"ws": WS, "launched": launched}},
+                                    run_name="{{ run_id }}-a1", workspace_id="{{ params.ws }}",
+                                    started_at="{{ params.launched }}", search_prefix="tr-")
+    event = asyncio.run(asyncio.wait_for(_end_event(trigger), 30))
+    assert isinstance(event, TaskSuccessEvent)
+    pushed = event.xcoms["seqera_event"]
+    assert event.xcoms["return_value"] == pushed
+    assert (pushed["status"], pushed["run_name"], pushed["workspace_id"]) == ("success", "tr-sft-a1", WS)
+    assert pushed["started_at"] == pytest.approx(launched)  # the launch's clock, not the triggerer's
+
+
+def test_a_failed_run_ends_the_task_failed_with_the_event_for_the_teardowns(sim):
+    from airflow.triggers.base import TaskFailedEvent
+
+    sim.create_runs([{"run_name": "tr-sft-b1", "workspace_id": WS, "course": {"kind": "fail", "after": 1}}])
+    trigger = _started_in_triggerer({"run_id": "tr-sft-b1"}, run_name="{{ run_id }}")
+    event = asyncio.run(asyncio.wait_for(_end_event(trigger), 30))
+    assert isinstance(event, TaskFailedEvent)
+    assert set(event.xcoms) == {"seqera_event"}  # no return value for a failed wait
+    failed = event.xcoms["seqera_event"]
+    assert failed["status"] == "failed" and failed["error"] == "run_failed" and failed["trace_exit"] is not None
+
+
+def test_a_template_that_rendered_to_nothing_fails_the_task_with_a_reason_not_a_crash(sim):
+    from airflow.triggers.base import TaskFailedEvent
+
+    trigger = _started_in_triggerer({"params": {"ws": "x"}}, run_name="{{ missing }}", workspace_id="{{ params.ws }}")
+    event = asyncio.run(asyncio.wait_for(_end_event(trigger), 10))
+    assert isinstance(event, TaskFailedEvent)
+    failed = event.xcoms["seqera_event"]
+    assert failed["error"] == "config" and "could not start" in failed["reason"]
+
+
+def test_the_jobs_config_is_read_by_the_trigger_itself(sim, monkeypatch):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    sim.create_runs([{"run_name": "ns-sft-intp7", "workspace_id": WS, "course": {"kind": "succeed", "after": 1}}])
+    monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG_SFT", json.dumps(
+        {"namespace": "ns-sft", "poll_interval_seconds": 1, "timeout_seconds": 60}))
+    trigger = SeqeraRunTrigger("ns-sft-intp7", seqera_conn_id="seqera_nowhere", poll_interval=3600,
+                               end_task=True, jobs_config_variable="hatchway_jobs_config_sft")
+    event = asyncio.run(asyncio.wait_for(_end_event(trigger), 30))
+    assert isinstance(event, TaskSuccessEvent), event.xcoms  # the Variable's connection, not the argument's
+    assert trigger.search_prefix == "ns-sft-" and trigger.poll_interval == 1

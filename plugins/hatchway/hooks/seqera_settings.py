@@ -1,6 +1,7 @@
 """Defaults of the Seqera integration, in a module light enough for DAG files to import."""
 
 SEQERA_CONN_ID = "seqera_default"
+SEQERA_EVENT_XCOM = "seqera_event"  # the wait's event, in XCom for notify and teardown tasks
 DEFAULT_PAGE_SIZE = 100  # `max` of each list call; the spec states no upper bound
 ADAPTIVE_PAGE_MAX = 1000  # the shared poller's largest `max`; pages beyond it are still followed
 

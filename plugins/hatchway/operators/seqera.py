@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from hatchway.hooks.seqera_settings import DEFAULT_PAGE_SIZE, SEQERA_CONN_ID
+from hatchway.hooks.seqera_settings import DEFAULT_PAGE_SIZE, SEQERA_CONN_ID, SEQERA_EVENT_XCOM
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 # The hook and trigger (httpx, the poller) load when a task runs, not when a DAG file is
 # parsed: parse time is a tracked figure.
 
-XCOM_KEY = "seqera_event"
+XCOM_KEY = SEQERA_EVENT_XCOM
+TRIGGER_CLASSPATH = "hatchway.triggers.seqera.SeqeraRunTrigger"
 
 
 class SeqeraRunFailed(AirflowFailException):
@@ -58,6 +59,15 @@ class WaitForSeqeraOperator(BaseOperator):
     :param page_size: ``max`` of each list call.
     :param deferrable: wait in the triggerer (default from ``[operators] default_deferrable``);
         otherwise the same trigger runs inside this worker.
+    :param start_from_trigger: start in the triggerer and end there (Airflow 3's
+        ``start_from_trigger``): the scheduler hands the wait straight to the triggerer, which
+        renders the template fields, waits, pushes the event to XCom and ends the task, so the
+        wait takes no worker slot and no worker time at all. The wait's settings are fixed when
+        the DAG is parsed (or read by the trigger: ``jobs_config_variable``); retries are off
+        (a failed run is final, see :class:`SeqeraRunFailed`). Where Airflow runs ``execute``
+        anyway (``dag.test``), the task defers as with ``deferrable``.
+    :param jobs_config_variable: with ``start_from_trigger``: the trigger reads the connection,
+        interval, timeouts and search prefix from this Variable (``hatchway_jobs_config``).
     """
 
     template_fields: Sequence[str] = ("run_name", "workspace_id", "started_at", "search_prefix")
@@ -76,6 +86,8 @@ class WaitForSeqeraOperator(BaseOperator):
         search_prefix: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        start_from_trigger: bool = False,
+        jobs_config_variable: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,7 +100,22 @@ class WaitForSeqeraOperator(BaseOperator):
         self.started_at = started_at
         self.search_prefix = search_prefix
         self.page_size = page_size
-        self.deferrable = deferrable
+        self.deferrable = deferrable or start_from_trigger
+        self.jobs_config_variable = jobs_config_variable
+        if start_from_trigger:
+            from airflow.triggers.base import StartTriggerArgs
+
+            self.start_from_trigger = True
+            self.retries = 0
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls=TRIGGER_CLASSPATH, next_method="execute_complete", next_kwargs=None, timeout=None,
+                trigger_kwargs={
+                    "run_name": run_name, "workspace_id": workspace_id, "seqera_conn_id": seqera_conn_id,
+                    "poll_interval": poll_interval, "timeout_seconds": timeout_seconds,
+                    "deployed_timeout_seconds": deployed_timeout_seconds, "started_at": started_at,
+                    "search_prefix": search_prefix, "page_size": page_size, "end_task": True,
+                    "jobs_config_variable": jobs_config_variable,
+                })
 
     def use_settings(self, settings: Any) -> None:
         """Take the connection, interval and timeouts from a lifecycle's settings (read when the

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
 from hatchway.domain.jobs import JobEvent, seqera_event
 from hatchway.hooks.seqera import (
@@ -28,7 +28,7 @@ from hatchway.hooks.seqera import (
     SeqeraError,
     SeqeraHook,
 )
-from hatchway.hooks.seqera_settings import poll_page_size
+from hatchway.hooks.seqera_settings import SEQERA_EVENT_XCOM, poll_page_size
 from hatchway.triggers import poller
 from hatchway.triggers.poller import SharedPoller, Subscription
 
@@ -36,6 +36,8 @@ ENDPOINT_TTL = 60.0  # seconds a resolved connection is reused, so a rotated tok
 NOT_STARTED = "SUBMITTED"  # the one live Seqera status that does not mean "running"
 # What a waiting trigger reads of a run; the rest of each record is dropped, as a record
 # held for a thousand waiting runs would otherwise be most of their memory.
+# Arguments that may arrive as templates (start_from_trigger), rendered in the triggerer.
+TEMPLATED = ("run_name", "workspace_id", "started_at", "search_prefix")
 KEPT_FIELDS = ("id", "runName", "status", "submit", "start", "complete", "dateCreated", "exitStatus",
                "errorReport", "errorMessage")
 
@@ -141,6 +143,18 @@ class SeqeraRunTrigger(BaseTrigger):
     :param search_prefix: a prefix of the run name shared by runs of this deployment (e.g.
         ``"<namespace>-"``); sent as ``search`` so a busy workspace lists fewer pages.
     :param page_size: ``max`` of each list call.
+    :param end_task: end the task instance here (``TaskSuccessEvent`` / ``TaskFailedEvent``, the
+        event in XCom as the operator would push it) instead of resuming it on a worker: the
+        wait of an operator that starts in the triggerer (``start_from_trigger``) costs no
+        worker at all.
+    :param jobs_config_variable: read the connection, interval, timeouts and search prefix from
+        this ``hatchway_jobs_config`` Variable when the wait starts (as ``WaitForJobOperator``
+        does on a worker), over the arguments.
+
+    ``run_name``, ``workspace_id``, ``started_at`` and ``search_prefix`` may be templates: when
+    the task starts in the triggerer, Airflow renders there the operator's template fields that
+    are trigger arguments (with XCom and the run's context) before :meth:`run`; they are
+    checked and converted then.
     """
 
     def __init__(
@@ -154,19 +168,46 @@ class SeqeraRunTrigger(BaseTrigger):
         started_at: float | None = None,
         search_prefix: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        end_task: bool = False,
+        jobs_config_variable: str | None = None,
     ) -> None:
         super().__init__()
-        if search_prefix and not run_name.startswith(search_prefix):
-            raise ValueError(f"search_prefix {search_prefix!r} is not a prefix of run name {run_name!r}")
         self.run_name = run_name
-        self.workspace_id = int(workspace_id) if workspace_id is not None else None
+        self.workspace_id = workspace_id
         self.seqera_conn_id = seqera_conn_id
         self.poll_interval = float(poll_interval)
         self.timeout_seconds = float(timeout_seconds)
         self.deployed_timeout_seconds = float(deployed_timeout_seconds)
-        self.started_at = float(started_at) if started_at is not None else time.time()
-        self.search_prefix = search_prefix or None
+        self.started_at = started_at
+        self.search_prefix = search_prefix
         self.page_size = int(page_size)
+        self.end_task = bool(end_task)
+        self.jobs_config_variable = jobs_config_variable
+        if not any("{{" in str(getattr(self, f)) for f in TEMPLATED):
+            self._settle()  # built on a worker (defer): refuse a bad argument there, at once
+
+    def _settle(self) -> None:
+        """Check and convert the template fields (rendered by now, if they were templates)."""
+        workspace_id, started_at = self.workspace_id, self.started_at
+        self.workspace_id = int(workspace_id) if workspace_id not in (None, "", "None") else None
+        self.started_at = float(started_at) if started_at not in (None, "", "None") else time.time()
+        self.search_prefix = self.search_prefix or None
+        if not self.run_name or "{{" in str(self.run_name):
+            raise ValueError(f"run_name {self.run_name!r} is not a Seqera run name")
+        if self.search_prefix and not self.run_name.startswith(self.search_prefix):
+            raise ValueError(f"search_prefix {self.search_prefix!r} is not a prefix of run name {self.run_name!r}")
+
+    async def _read_jobs_config(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        from hatchway.jobs.settings import load_jobs_config
+
+        config = await sync_to_async(load_jobs_config)(self.jobs_config_variable)
+        self.seqera_conn_id = config.seqera_conn_id
+        self.poll_interval = float(config.poll_interval_seconds)
+        self.timeout_seconds = float(config.timeout_seconds)
+        self.deployed_timeout_seconds = float(config.deployed_timeout_seconds)
+        self.search_prefix = f"{config.namespace}-"
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
@@ -179,9 +220,33 @@ class SeqeraRunTrigger(BaseTrigger):
             "started_at": self.started_at,
             "search_prefix": self.search_prefix,
             "page_size": self.page_size,
+            "end_task": self.end_task,
+            "jobs_config_variable": self.jobs_config_variable,
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            if self.jobs_config_variable:
+                await self._read_jobs_config()
+            self._settle()
+        except Exception as exc:  # noqa: BLE001 - a bad argument or setting is a clear Failed, not a crash
+            yield self._end(self._failed(None, f"the wait could not start: {type(exc).__name__}: {exc}", "config",
+                                         workspace_id=None))
+            return
+        async for event in self._run():
+            yield self._end(event.payload)
+
+    def _end(self, event: dict[str, Any]) -> TriggerEvent:
+        """The event as it leaves: resume the task on a worker, or (``end_task``) end it here."""
+        if not self.end_task:
+            return TriggerEvent(event)
+        if event.get("status") == "success":
+            self.log.info("Seqera run %r succeeded (workflow %s)", event.get("run_name"), event.get("workflow_id"))
+            return TaskSuccessEvent(xcoms={SEQERA_EVENT_XCOM: event, "return_value": event})
+        self.log.error("%s", event.get("reason") or f"Seqera run {self.run_name!r} failed")
+        return TaskFailedEvent(xcoms={SEQERA_EVENT_XCOM: event})
+
+    async def _run(self) -> AsyncIterator[TriggerEvent]:
         state = _WaitState()
         while True:
             try:
