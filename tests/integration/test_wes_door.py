@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
 
 import jwt
@@ -25,6 +22,7 @@ from hatchway.api.door import DoorDeps, create_app
 from hatchway.domain.wes import MAX_PARAMS_BYTES
 from hatchway.domain.workspace import PlatformConfig
 from hatchway_dev.wes_demo import run_form
+from support import register_dags
 from support.wes import HELLO, ThreadedServer, callers, check_wes_conformance
 
 BUCKET = "hatchway-test-data"
@@ -35,10 +33,7 @@ def door(airflow_db, tmp_path_factory):
     """The door served on a loopback port, its store in a fresh SQLite file, wes_run registered."""
     from hatchway.store import Store
 
-    env = os.environ.copy()
-    for argv in (["dags", "reserialize"], ["dags", "unpause", "wes_run"]):
-        done = subprocess.run([sys.executable, "-m", "airflow", *argv], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
+    register_dags("wes_run")
     store = Store(f"sqlite:///{tmp_path_factory.mktemp('door')}/hatchway.db")
     store.migrate()
     settings = AuthSettings(audience="hatchway", issuer="hatchway-test", hs256_key=secrets.token_urlsafe(32))

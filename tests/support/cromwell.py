@@ -75,14 +75,9 @@ def cromwell(aws, cromwell_simulator, git, monkeypatch, airflow_db):
 @pytest.fixture(scope="module")
 def airflow_dags(airflow_db):
     """cromwell_run serialized and unpaused in this session's Airflow DB, as the door needs it."""
-    import os
-    import subprocess
-    import sys
+    from support import register_dags
 
-    env = os.environ.copy()
-    for argv in (["dags", "reserialize"], ["dags", "unpause", "cromwell_run"]):
-        done = subprocess.run([sys.executable, "-m", "airflow", *argv], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-2000:]
+    register_dags("cromwell_run")
 
 
 def execute_queued(dag_run_id: str):
