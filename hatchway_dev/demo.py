@@ -125,12 +125,20 @@ def describe_failure(result: RunResult, home: Path) -> str:
         index = f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else ""
         lines.append(f"  {ti['task_id'] + index:<40} {ti['state']}")
     for ti in (t for t in result.tasks if t["state"] == "failed"):
-        folder = home / "logs" / f"dag_id={result.step.dag_id}" / f"run_id={result.run_id}" / f"task_id={ti['task_id']}"
-        attempts = sorted(folder.rglob("attempt=*.log"), key=lambda p: int(p.stem.split("=")[1]))
-        if attempts:
-            lines.append(f"--- {attempts[-1]}")
-            lines += _log_errors(attempts[-1])
+        lines += task_log_errors(home, result.step.dag_id, result.run_id, ti["task_id"])
     return "\n".join(lines)
+
+
+def task_log_errors(home: Path, dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """:return: the path of a task's last attempt log and the errors in it (nothing if it wrote none)."""
+    folder = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    # attempt=N.log, and attempt=N.log.trigger.M.log for what its trigger logged.
+    logs = sorted(folder.rglob("attempt=*.log"), key=lambda p: (int(p.name.split("=")[1].split(".")[0]), p.name))
+    if not logs:
+        return []
+    last = int(logs[-1].name.split("=")[1].split(".")[0])
+    return [line for path in logs if path.name.startswith(f"attempt={last}.")
+            for line in (f"--- {path}", *_log_errors(path))]
 
 
 def _log_errors(path: Path) -> list[str]:

@@ -63,7 +63,7 @@ def _load(urls: list[str], headers: dict[str, str]) -> tuple[float, float, int]:
 
 
 @pytest.mark.timeout(1800)
-def test_status_route_against_airflow_rest(tmp_path):
+def test_status_route_against_airflow_rest(tmp_path, bench_table):
     bucket = HATCHWAY_CONFIG["bucket"]
     with dev_stack(tmp_path / "endpoints") as stack:
         boto3.client("s3", endpoint_url=stack["moto"].url, region_name=REGION, aws_access_key_id="testing",
@@ -98,4 +98,8 @@ def test_status_route_against_airflow_rest(tmp_path):
     print(f"  GET /api/v2/dags/wes_run/dagRuns/{{id}}        : {rest_rps:7.1f} req/s, p99 {rest_p99:6.1f} ms, "
           f"{rest_err} errors")
     print(f"  ratio door/airflow: {door_rps / rest_rps:.2f}x throughput, {door_p99 / rest_p99:.2f}x p99")
+    bench_table.add(f"front door status, {RUNS} runs: req/s", f"{door_rps:.0f}", f"{rest_rps:.0f} (Airflow REST)",
+                    door_rps / rest_rps)
+    bench_table.add(f"front door status, {RUNS} runs: p99", f"{door_p99:.1f} ms", f"{rest_p99:.1f} ms (Airflow REST)",
+                    door_p99 / rest_p99)
     assert door_err == 0 and rest_err == 0

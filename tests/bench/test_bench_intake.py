@@ -13,7 +13,7 @@ pytestmark = pytest.mark.bench
 BURST = 1000
 
 
-def test_intake_of_a_thousand_request_burst(jobs, airflow_db):
+def test_intake_of_a_thousand_request_burst(jobs, airflow_db, bench_table):
     first = 500_000
     expected = {f"job__intp{n:011d}" for n in range(first, first + BURST)}
     jobs.produce([request(n) for n in range(first, first + BURST)])
@@ -30,3 +30,9 @@ def test_intake_of_a_thousand_request_burst(jobs, airflow_db):
           f"{len(triggered) - len(set(triggered))} duplicated, {len(duplicates)} redelivered as duplicates, "
           f"{rounds} round(s), {minutes:.2f} min to the last run "
           f"({len(made) / (minutes * 60):.0f} runs/s)")
+    lost, doubled = BURST - len(made), len(triggered) - len(set(triggered))
+    bench_table.add(f"intake, {BURST}-request burst: lost / duplicated", f"{lost} / {doubled}", "-", None, "0 / 0",
+                    lost == 0 and doubled == 0)
+    bench_table.add(f"intake, {BURST}-request burst: to the last run", f"{minutes:.2f} min",
+                    "-", f"{len(made) / (minutes * 60):.0f} runs/s")
+    assert lost == 0 and doubled == 0

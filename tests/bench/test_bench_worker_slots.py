@@ -9,6 +9,10 @@ Seqera run (created first and kept RUNNING):
 - ``bench_wait_deferred``: ``WaitForSeqeraOperator(deferrable=True)``, the wait in the
   triggerer. Goal: 0 worker slots held while N runs wait (no task instance ``running`` or
   ``queued``, no active Celery task), every task instance ``deferred``;
+- ``bench_wait_from_trigger``: the same operator with ``start_from_trigger=True``: the
+  scheduler hands the wait to the triggerer without a worker, and the trigger ends the task.
+  Goal: 0 worker slots held and <= 1 s of worker time per run (today's deferred wait, measured
+  in the same run, is the baseline of that figure);
 - ``bench_wait_blocking``, the baseline: the same operator with ``deferrable=False`` (the same
   trigger, run inside the task). Each waiting run holds a slot: min(N, slots) are held and the
   other runs sit ``queued`` behind them, not even waiting on Seqera yet.
@@ -47,7 +51,7 @@ from hatchway_dev.endpoints import SeqeraSimulator
 pytestmark = pytest.mark.bench
 
 DAG_FILE = Path(__file__).resolve().parent / "dags" / "bench_seqera_wait.py"
-DEFERRED, BLOCKING = "bench_wait_deferred", "bench_wait_blocking"
+DEFERRED, FROM_TRIGGER, BLOCKING = "bench_wait_deferred", "bench_wait_from_trigger", "bench_wait_blocking"
 RUN_PREFIX = "bench-wait-"  # as in the DAG file: the DAG run id is the Seqera run name
 WORKSPACE = 1001  # the simulator connection's workspace
 SLOTS = int(os.environ.get("HATCHWAY_BENCH_SLOTS", "8"))  # a bounded Celery worker, as in a deployment
@@ -137,7 +141,7 @@ def bench(tmp_path_factory):
         airflow.start()
         client = AirflowClient(airflow.url, airflow.username, airflow.password, timeout=120).login()
         bench = Bench(airflow, client, seqera)
-        for dag_id in (DEFERRED, BLOCKING):
+        for dag_id in (DEFERRED, FROM_TRIGGER, BLOCKING):
             client.wait_for_dag(dag_id, timeout=300, on_poll=bench.alive)
             client.unpause(dag_id)
         yield bench
@@ -231,8 +235,9 @@ def _phase(bench: Bench, dag_id: str, n: int, tag: str) -> Phase:
 
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("n", SIZES)
-def test_worker_slots_held_while_runs_wait_on_seqera(bench, n):
+def test_worker_slots_held_while_runs_wait_on_seqera(bench, n, bench_table):
     deferred = _phase(bench, DEFERRED, n, "def")
+    from_trigger = _phase(bench, FROM_TRIGGER, n, "sft")
     blocking = _phase(bench, BLOCKING, n, "blk")
 
     held_d, held_b = deferred.most("running"), blocking.most("running")
@@ -262,8 +267,21 @@ def test_worker_slots_held_while_runs_wait_on_seqera(bench, n):
           f"{len(waited)} that waited here, hours for a real pipeline; {blocking.slot_seconds / n:.1f}s per run on "
           f"average here); a wait longer than {deferred.slot_seconds / n:.0f}s costs a blocking run more slot time "
           f"than a whole deferred run")
+    held_t, per_run_t = from_trigger.most("running"), from_trigger.slot_seconds / n
+    print(f"started in the triggerer (start_from_trigger=True): all {n} runs waiting after {from_trigger.to_waiting:.0f}s; "
+          f"WORKER SLOTS HELD {held_t} (Celery active {from_trigger.most('celery_active')}); "
+          f"{len(from_trigger.executions) / n:.2f} worker executions and {per_run_t:.2f}s of worker time per run "
+          f"(deferred: {len(deferred.executions) / n:.2f} and {deferred.slot_seconds / n:.2f}s); "
+          f"{from_trigger.succeeded}/{n} success in {from_trigger.drained_in:.0f}s after release")
+    bench_table.add(f"worker slots held while N={n} runs wait (start_from_trigger)", str(held_t),
+                    f"{held_b} (blocking, {SLOTS} slots)", None, "0", held_t == 0)
+    per_run_d = deferred.slot_seconds / n
+    bench_table.add(f"worker time per waited run, N={n} (start_from_trigger)", f"{per_run_t:.2f} s",
+                    f"{per_run_d:.2f} s (deferred, today's operator)", per_run_t / max(per_run_d, 1e-9), "<= 1 s",
+                    per_run_t <= 1.0)
     # Structure, not timing: the deferred wait holds no slot, every run ends success.
     assert held_d == 0 and deferred.most("queued") == 0 and celery_d in (0, -1)
     assert deferred.least("deferred") == n
+    assert held_t == 0 and from_trigger.least("deferred") == n and (from_trigger.succeeded, from_trigger.failed) == (n, 0)
     assert held_b == min(n, SLOTS)
     assert (deferred.succeeded, deferred.failed, blocking.succeeded, blocking.failed) == (n, 0, n, 0)

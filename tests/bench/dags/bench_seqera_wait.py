@@ -8,6 +8,8 @@ the simulator first), with the same operator and trigger in both DAGs:
 
 - ``bench_wait_deferred``: ``WaitForSeqeraOperator(deferrable=True)``: the wait is a trigger in
   the triggerer; no worker slot is held while waiting.
+- ``bench_wait_from_trigger``: ``WaitForSeqeraOperator(start_from_trigger=True)``: the
+  scheduler hands the wait straight to the triggerer, which ends the task too: no worker at all.
 - ``bench_wait_blocking``: the baseline, ``deferrable=False``: the same trigger runs inside the
   task, so each waiting run holds a worker slot until its Seqera run ends. Its search is the
   run's own name (one list call per poll, as a lone waiter would ask), not the shared prefix:
@@ -27,7 +29,8 @@ RUN_PREFIX = "bench-wait-"  # every DAG run id (and so every Seqera run name) st
 POLL_INTERVAL = float(os.environ.get("HATCHWAY_BENCH_POLL_INTERVAL", "5"))
 MAX_ACTIVE = 4000  # the bench's N must never be capped by the DAG
 
-for dag_id, deferrable in (("bench_wait_deferred", True), ("bench_wait_blocking", False)):
+for dag_id, deferrable, from_trigger in (("bench_wait_deferred", True, False), ("bench_wait_from_trigger", True, True),
+                                         ("bench_wait_blocking", False, False)):
     with DAG(
         dag_id,
         schedule=None,
@@ -45,5 +48,6 @@ for dag_id, deferrable in (("bench_wait_deferred", True), ("bench_wait_blocking"
             search_prefix=RUN_PREFIX if deferrable else "{{ run_id }}",
             poll_interval=POLL_INTERVAL,
             deferrable=deferrable,
+            start_from_trigger=from_trigger,
         )
     globals()[dag_id] = dag
