@@ -180,6 +180,43 @@ def test_runs_are_paged_by_token(door):
     assert len(carol.get("/runs", params={"page_size": 10**9}).json()["runs"]) == 7
 
 
+def test_a_page_of_runs_costs_the_same_database_queries_for_5_runs_and_for_100(door):
+    """GET /runs reads Airflow once per DAG for the page's runs and once for their tasks, and
+    writes the changed states back in one transaction: 100 live runs cost what 5 do."""
+    from sqlalchemy import event
+
+    from airflow import settings as airflow_settings
+
+    server, settings, _, store = door
+    erin = callers(server.url, settings, "erin")["erin"]
+    assert erin.deploy({**HELLO, "name": "many"}).status_code == 201
+    made = [erin.run("hatchway://erin/many").json()["run_id"] for _ in range(100)]
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    def listed(page_size: int) -> tuple[dict[str, str], int]:
+        # Every run's stored state is stale: the door must find QUEUED in Airflow and write it back.
+        store.update_states(dict.fromkeys(made, "INITIALIZING"))
+        statements.clear()
+        for engine in (airflow_settings.engine, store.engine):
+            event.listen(engine, "before_cursor_execute", count)
+        try:
+            body = erin.get("/runs", params={"page_size": page_size}).json()
+        finally:
+            for engine in (airflow_settings.engine, store.engine):
+                event.remove(engine, "before_cursor_execute", count)
+        return {r["run_id"]: r["state"] for r in body["runs"]}, len(statements)
+
+    few, few_queries = listed(5)
+    many, many_queries = listed(100)
+    assert len(few) == 5 and set(many) == set(made)
+    assert set(many.values()) == {"QUEUED"} and {store.get_run(r).state for r in made} == {"QUEUED"}
+    assert many_queries == few_queries, (few_queries, many_queries)
+    assert many_queries <= 10, many_queries
+
+
 def test_cancel_marks_the_run_failed_and_reports_canceling_until_the_teardowns_ran(door):
     """No scheduler runs here, so the teardowns never run: the run stays CANCELING (the e2e test
     sees CANCELED). What matters: the DAG run is failed, and no route ever says COMPLETE."""

@@ -99,28 +99,41 @@ class AirflowRuns:
         return value
 
     def view(self, dag_run_id: str) -> RunView:
+        return self.views([dag_run_id])[dag_run_id]
+
+    def views(self, dag_run_ids: list[str]) -> dict[str, RunView]:
+        """What Airflow knows of several runs of the DAG, in two queries whatever their number
+        (a page of ``GET /runs``): the runs, then their tasks.
+
+        :return: a view per id asked for (``state`` None: no such run).
+        """
         from sqlalchemy import select
 
         from airflow.models.dagrun import DagRun
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
 
+        wanted = list(dict.fromkeys(dag_run_ids))
+        if not wanted:
+            return {}
         with create_session() as session:
-            run = session.execute(
-                select(DagRun.state, DagRun.start_date, DagRun.end_date)
-                .where(DagRun.dag_id == self.dag_id, DagRun.run_id == dag_run_id)
-            ).first()
-            if run is None:
-                return RunView(state=None)
+            runs = {r.run_id: r for r in session.execute(
+                select(DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.end_date)
+                .where(DagRun.dag_id == self.dag_id, DagRun.run_id.in_(wanted))
+            )}
             rows = session.execute(
-                select(TaskInstance.task_id, TaskInstance.state, TaskInstance.start_date, TaskInstance.end_date,
-                       TaskInstance.try_number)
-                .where(TaskInstance.dag_id == self.dag_id, TaskInstance.run_id == dag_run_id,
+                select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state, TaskInstance.start_date,
+                       TaskInstance.end_date, TaskInstance.try_number)
+                .where(TaskInstance.dag_id == self.dag_id, TaskInstance.run_id.in_(list(runs)),
                        TaskInstance.map_index == -1)
-            ).all()
-        tasks = {r.task_id: TaskView(r.task_id, _value(r.state), r.start_date, r.end_date, r.try_number or 0)
-                 for r in rows}
-        return RunView(state=_value(run.state), start_date=run.start_date, end_date=run.end_date, tasks=tasks)
+            ).all() if runs else []
+        tasks: dict[str, dict[str, TaskView]] = {}
+        for r in rows:
+            tasks.setdefault(r.run_id, {})[r.task_id] = TaskView(r.task_id, _value(r.state), r.start_date,
+                                                                  r.end_date, r.try_number or 0)
+        return {run_id: RunView(state=_value(runs[run_id].state), start_date=runs[run_id].start_date,
+                                end_date=runs[run_id].end_date, tasks=tasks.get(run_id, {}))
+                if run_id in runs else RunView(state=None) for run_id in wanted}
 
     def fail(self, dag_run_id: str) -> bool:
         """Mark the run failed (running tasks fail, teardowns still run). False: already ended."""

@@ -251,18 +251,37 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         return wdl_runs if record.dag_id == CROMWELL_DAG_ID else d.runs
 
     def current_state(d: DoorDeps, record) -> tuple[WesState, RunView | None]:
-        stored = WesState(record.state) if record.state in WesState.__members__ else WesState.UNKNOWN
-        if stored.terminal:
-            return stored, None  # final: no need to ask Airflow again
-        view = runs_of(d, record).view(record.dag_run_id)
-        if record.dag_id == CROMWELL_DAG_ID:
-            state = wes_wdl.state(d, record, view)
-        else:
-            state = wes_state(dag_run_state=view.state, tasks=view.task_states,
-                              cancel_requested=record.cancel_requested_at is not None)
-        if state != stored:
-            d.store.update_run(record.run_id, state=state.value)
-        return state, view
+        return current_states(d, [record])[record.run_id]
+
+    def current_states(d: DoorDeps, records: list) -> dict[str, tuple[WesState, RunView | None]]:
+        """The WES state of each record (and Airflow's view of the live ones), the changed ones
+        written back: a constant number of database queries however many records (a page of
+        ``GET /runs``): one read per DAG for the runs, one for their tasks, one write."""
+        found: dict[str, tuple[WesState, RunView | None]] = {}
+        live: dict[int, tuple[AirflowRuns, list]] = {}
+        for record in records:
+            stored = WesState(record.state) if record.state in WesState.__members__ else WesState.UNKNOWN
+            if stored.terminal:
+                found[record.run_id] = (stored, None)  # final: no need to ask Airflow again
+            else:
+                runs = runs_of(d, record)
+                live.setdefault(id(runs), (runs, []))[1].append(record)
+        changed: dict[str, str] = {}
+        for runs, group in live.values():
+            views = runs.views([r.dag_run_id for r in group])
+            for record in group:
+                view = views[record.dag_run_id]
+                if record.dag_id == CROMWELL_DAG_ID:
+                    state = wes_wdl.state(d, record, view)  # one Cromwell query per live WDL run
+                else:
+                    state = wes_state(dag_run_state=view.state, tasks=view.task_states,
+                                      cancel_requested=record.cancel_requested_at is not None)
+                if state.value != record.state:
+                    changed[record.run_id] = state.value
+                found[record.run_id] = (state, view)
+        if changed:
+            d.store.update_states(changed)
+        return found
 
     @app.get("/health")
     def health():
@@ -332,8 +351,9 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         except ValueError as exc:
             raise DoorError(400, f"page_token: {exc}") from None
         runs = []
+        states = current_states(d, records)
         for record in records:
-            state, view = current_state(d, record)
+            state, view = states[record.run_id]
             summary = {"run_id": record.run_id, "state": state.value, "tags": record.tags or {}}
             if view and view.start_date:
                 summary["start_time"] = _iso(view.start_date)

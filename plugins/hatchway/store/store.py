@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Engine, and_, create_engine, event, func, make_url, or_, select
+from sqlalchemy import Engine, and_, create_engine, event, func, make_url, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -491,6 +491,17 @@ class Store:
                 row.outputs = outputs
             row.updated_at = utcnow()
             return RunRecord.model_validate(row)
+
+    def update_states(self, states: dict[str, str]) -> None:
+        """Record the last state seen of several runs in one transaction: one UPDATE per distinct
+        state, not per run (a page of ``GET /runs``). Unknown run ids are ignored."""
+        by_state: dict[str, list[str]] = {}
+        for run_id, state in states.items():
+            by_state.setdefault(state, []).append(run_id)
+        now = utcnow()
+        with self._write() as session:
+            for state, run_ids in by_state.items():
+                session.execute(update(RunRow).where(RunRow.run_id.in_(run_ids)).values(state=state, updated_at=now))
 
     def request_cancel(self, run_id: str) -> RunRecord:
         """Mark the run for cancelling. Idempotent: the first request's time is kept.
