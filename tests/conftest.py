@@ -38,6 +38,7 @@ HOME.mkdir(parents=True)
 
 from hatchway_dev.endpoints import MotoServer  # noqa: E402
 from hatchway.workspace.clients import AwsClients  # noqa: E402
+from support.bench_table import bench_table, pytest_terminal_summary  # noqa: E402,F401 - make bench's table
 
 TEST_CONFIG = {"region": "us-east-1", "bucket": "hatchway-test-data", "prefix": "hatchway",
                "compute_wait_delay": 1}

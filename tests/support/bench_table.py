@@ -2,6 +2,10 @@
 the table is printed at the end of the session and written to ``tests/bench/latest.md`` with
 the date and the machine, for the README.
 
+Not a ``tests/bench/conftest.py``: a second module named ``conftest`` would shadow
+``tests/conftest.py`` for the tests that import from it. ``tests/conftest.py`` imports the
+fixture and the hook from here.
+
 A row: the figure, ours, the baseline measured in the same run, the ratio, the goal and
 whether it was met (``-`` when the figure has no goal yet).
 """
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-LATEST = Path(__file__).with_name("latest.md")
+LATEST = Path(__file__).parents[1] / "bench" / "latest.md"
 
 
 @dataclass
