@@ -132,13 +132,14 @@ def describe_failure(result: RunResult, home: Path) -> str:
 def task_log_errors(home: Path, dag_id: str, run_id: str, task_id: str) -> list[str]:
     """:return: the path of a task's last attempt log and the errors in it (nothing if it wrote none)."""
     folder = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-    # attempt=N.log, and attempt=N.log.trigger.M.log for what its trigger logged.
-    logs = sorted(folder.rglob("attempt=*.log"), key=lambda p: (int(p.name.split("=")[1].split(".")[0]), p.name))
+    def attempt(path: Path) -> int:  # attempt=N.log, and attempt=N.log.trigger.M.log for its trigger
+        return int(path.name.split("=")[1].split(".")[0])
+
+    logs = sorted(folder.rglob("attempt=*.log"), key=lambda p: (attempt(p), p.name))
     if not logs:
         return []
-    last = int(logs[-1].name.split("=")[1].split(".")[0])
-    return [line for path in logs if path.name.startswith(f"attempt={last}.")
-            for line in (f"--- {path}", *_log_errors(path))]
+    last = attempt(logs[-1])
+    return [line for path in logs if attempt(path) == last for line in (f"--- {path}", *_log_errors(path))]
 
 
 def _log_errors(path: Path) -> list[str]:

@@ -258,17 +258,16 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         written back: a constant number of database queries however many records (a page of
         ``GET /runs``): one read per DAG for the runs, one for their tasks, one write."""
         found: dict[str, tuple[WesState, RunView | None]] = {}
-        live: dict[int, tuple[AirflowRuns, list]] = {}
+        live: dict[str, list] = {}  # by DAG id
         for record in records:
             stored = WesState(record.state) if record.state in WesState.__members__ else WesState.UNKNOWN
             if stored.terminal:
                 found[record.run_id] = (stored, None)  # final: no need to ask Airflow again
             else:
-                runs = runs_of(d, record)
-                live.setdefault(id(runs), (runs, []))[1].append(record)
+                live.setdefault(record.dag_id, []).append(record)
         changed: dict[str, str] = {}
-        for runs, group in live.values():
-            views = runs.views([r.dag_run_id for r in group])
+        for group in live.values():
+            views = runs_of(d, group[0]).views([r.dag_run_id for r in group])
             for record in group:
                 view = views[record.dag_run_id]
                 if record.dag_id == CROMWELL_DAG_ID:
