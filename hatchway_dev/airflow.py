@@ -216,7 +216,11 @@ class Airflow:
     def _env(self) -> dict[str, str]:
         # Inherited AIRFLOW* settings (a test suite's AIRFLOW_HOME, a user's executor) would
         # leak into the stack: start from a clean slate and set everything that matters.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+        # HATCHWAY_TASK_RETRIES too: a test session turns retries off for its in-process
+        # ``dag.test()`` runs, but an Airflow started here runs as deployed (retries on) unless
+        # ``env`` asks otherwise.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AIRFLOW") and k not in ("PYTHONPATH", "HATCHWAY_TASK_RETRIES")}
         if self.pythonpath is None:  # the repository's package, and whatever the caller had
             pythonpath = [str(self.plugins_folder), str(self.plugins_folder.parent)]
             if os.environ.get("PYTHONPATH"):

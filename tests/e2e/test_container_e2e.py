@@ -40,10 +40,10 @@ def test_a_built_image_starts_the_dag_scheduled_on_its_asset_and_a_failed_one_do
         moto, seqera, wave = stack["moto"], stack["seqera"], stack["wave"]
         boto3.client("s3", endpoint_url=moto.url, region_name=REGION, aws_access_key_id="testing",
                      aws_secret_access_key="testing").create_bucket(Bucket=HATCHWAY_CONFIG["bucket"])
-        # Retries on, as deployed: Airflow 3.3 can fail a deferred task whose trigger fires before the
-        # scheduler drained the defer-exit event (apache/airflow#71580, #72716; docs/airflow-behaviour.md);
-        # the retry finds the image in the cache. A failed build is never retried (AirflowFailException).
-        env = {**stack.airflow_env(), "HATCHWAY_TASK_RETRIES": "2",
+        # Retries on, as deployed (hatchway_dev.airflow.Airflow): Airflow 3.3 can fail a deferred task
+        # whose trigger fires before the scheduler drained the defer-exit event (apache/airflow#71580,
+        # #72716); the retry finds the image in the cache. A failed build is never retried.
+        env = {**stack.airflow_env(),
                "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(HATCHWAY_CONFIG),
                "AIRFLOW_VAR_HATCHWAY_CONTAINER_CONFIG": json.dumps({"poll_interval_seconds": 0.5,
                                                                      "timeout_seconds": 120})}

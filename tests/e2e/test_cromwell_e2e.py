@@ -74,7 +74,7 @@ def _run(tmp_path, stack, cromwell, git, repo, s3) -> None:
         "source": {"allowed_hosts": [f"127.0.0.1:{git.port}"], "private_hosts": ["127.0.0.1"],
                    "ca_bundle": str(git.ca_file)},
         "poll_interval_seconds": 1, "not_started_timeout_seconds": 120, "run_timeout_seconds": 600})
-    airflow = Airflow(tmp_path / "airflow", env={**airflow_env(stack), **env, "HATCHWAY_TASK_RETRIES": "2"})
+    airflow = Airflow(tmp_path / "airflow", env={**airflow_env(stack), **env})
     with airflow:
         client = AirflowClient(airflow.url, airflow.username, airflow.password).login()
 

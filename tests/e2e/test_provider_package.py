@@ -158,9 +158,7 @@ def standalone(venv, moto_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("standalone")
     home, plugins = root / "airflow", root / "plugins"  # an empty plugins folder: the plugin is the wheel's
     plugins.mkdir()
-    # Retries on, as deployed: Airflow 3.3 can fail a deferred task whose trigger fires before the
-    # scheduler drained the defer-exit event (apache/airflow#71580, #72716; docs/airflow-behaviour.md).
-    env = {**moto_server.airflow_env(), "AIRFLOW__CORE__TEST_CONNECTION": "Enabled", "HATCHWAY_TASK_RETRIES": "2",
+    env = {**moto_server.airflow_env(), "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
            "AIRFLOW_VAR_HATCHWAY_CONFIG": json.dumps(
                {"region": "us-east-1", "bucket": "hatchway-ui-data", "prefix": "hatchway", "compute_wait_delay": 1})}
     airflow = Airflow(home, env=env, dags_folder=Path(venv["dags"]), plugins_folder=plugins,

@@ -40,10 +40,7 @@ def test_wes_runs_through_the_door(tmp_path):
         seqera.configure(outputs_endpoint_url=moto.url,
                          default_course={"kind": "succeed", "after": 2, "outputs": OUTPUTS})
         env, settings = door_env(tmp_path, BUCKET)
-        # Retries on, as deployed: Airflow 3.3 can fail a deferred task whose trigger fires before
-        # the scheduler drained the defer-exit event (apache/airflow#67287, #72716); a retry
-        # re-defers and finds the finished run. A failed workflow is never retried (AirflowFailException).
-        airflow = Airflow(tmp_path / "airflow", env={**airflow_env(stack), **env, "HATCHWAY_TASK_RETRIES": "2"})
+        airflow = Airflow(tmp_path / "airflow", env={**airflow_env(stack), **env})
         with airflow:
             client = AirflowClient(airflow.url, airflow.username, airflow.password).login()
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import timedelta
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from hatchway.domain.jobs import JobEvent, JobNames, JobPlatformConfig
-from support import _dagbag, run_dag, task_states
+from support import _dagbag, run_dag, run_dag_retrying, task_states
 from support.jobs import EXAMPLE, request
 from support.transfer import KEY_HANDLER_TOKEN, SOURCE_TOKEN, InputsStandIn
 
 NS = "hwtest"
+OUTAGE_SECONDS = 30
 PLAINTEXTS = {"hapnest.psam": b"#IID\tSEX\ns1\t1\n", "hapnest.pvar": b"#CHROM\tPOS\tID\tREF\tALT\n1\t1\trs1\tA\tG\n",
               "hapnest.pgen": bytes(range(256))}
 
@@ -43,17 +43,6 @@ def transfer(jobs, inputs, monkeypatch):
 def gcs(gcs_emulator, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
     return storage.Client(project=gcs_emulator.project, credentials=AnonymousCredentials())
-
-
-def run_with_retries(dag_id: str, **conf):
-    """``support.run_dag`` with one retry, without delay, for every task (the DAG's own retries
-    are off in the tests): a failed try is tried again, in the same run, as in production."""
-    from datetime import datetime, timezone
-
-    dag = copy.deepcopy(_dagbag().get_dag(dag_id))
-    for task in dag.tasks:
-        task.retries, task.retry_delay, task.retry_exponential_backoff = 1, timedelta(0), False
-    return dag.test(run_after=datetime.now(timezone.utc), run_conf=conf)
 
 
 def _fail_once_after(monkeypatch, owner, method: str, when=lambda *a, **k: True):
@@ -136,7 +125,7 @@ def test_a_lost_delivery_report_then_a_retry_sends_each_state_once(jobs, seqera,
     # finds "sending" and must find the message on the topic instead of sending it again.
     fault = _fail_once_after(monkeypatch, status, "produce_and_flush",
                              when=lambda producer, topic, key, value, *a, **k: b'"Requested"' in value)
-    run = run_with_retries("job_run", **body)
+    run = run_dag_retrying("job_run", **body)
     assert fault["failed"] == 1
     assert run.state == "success", task_states(run)
     assert [e["event"] for e in _events(jobs, names.run_name, 4)] == ["Requested", "Created", "Deployed",
@@ -154,9 +143,49 @@ def test_a_task_retry_after_its_sends_sends_nothing_twice(jobs, seqera, gcs, inp
     # resolve sends Requested and Created, then fails: its retry (a new try, as in a new
     # process) reads the run's record and sends neither again.
     fault = _fail_once_after(monkeypatch, JobOperator, "send", when=lambda self, context, event, *a: event == "Created")
-    run = run_with_retries("job_run", **body)
+    run = run_dag_retrying("job_run", **body)
     assert fault["failed"] == 1
     assert run.state == "success", task_states(run)
+    assert [e["event"] for e in _events(jobs, names.run_name, 4)] == ["Requested", "Created", "Deployed",
+                                                                      "Succeeded"]
+
+
+def test_a_thirty_second_broker_outage_while_a_run_sends_its_states_delays_them_and_doubles_none(
+        jobs, seqera, gcs, inputs, transfer, kafka_cluster, airflow_db, monkeypatch):
+    import os
+    import signal
+    import threading
+    import time
+
+    from hatchway.jobs.status import StatusSender
+
+    body = request(205)
+    body["globus_details"]["files"] = inputs.files()
+    names = JobNames(NS, body["pipeline_param"]["id"])
+    seqera.set_course(names.run_name, "succeed", after=1)
+    # The broker stops answering (its process stopped, connections open) just before Created is
+    # sent, and comes back 30 s later: the send waits for it (status_send_timeout_seconds), the
+    # task does not fail, and nothing is sent twice.
+    original, outage = StatusSender.send, {}
+
+    def send_into_an_outage(self, run_name, event, *args, **kwargs):
+        if event is JobEvent.CREATED and not outage:
+            os.kill(kafka_cluster.process.pid, signal.SIGSTOP)
+            outage["timer"] = threading.Timer(OUTAGE_SECONDS, os.kill, (kafka_cluster.process.pid, signal.SIGCONT))
+            outage["timer"].start()
+            outage["started"] = time.monotonic()
+        return original(self, run_name, event, *args, **kwargs)
+
+    monkeypatch.setattr(StatusSender, "send", send_into_an_outage)
+    try:
+        run = run_dag("job_run", **body)
+    finally:
+        if outage:
+            outage["timer"].join()
+            os.kill(kafka_cluster.process.pid, signal.SIGCONT)
+    assert outage, "Created was never sent"
+    assert run.state == "success", task_states(run)
+    assert time.monotonic() - outage["started"] >= OUTAGE_SECONDS
     assert [e["event"] for e in _events(jobs, names.run_name, 4)] == ["Requested", "Created", "Deployed",
                                                                       "Succeeded"]
 

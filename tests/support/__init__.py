@@ -54,11 +54,26 @@ def register_dags(*unpause: str) -> None:
 
 def run_dag(dag_id: str, **conf: Any):
     """Run one DAG run with ``dag.test()`` (tasks, deferrals and teardowns run in-process)."""
-    from datetime import datetime, timezone
+    return _run(dag_id, None, conf)
+
+
+def run_dag_retrying(dag_id: str, retry_delay: float = 0, **conf: Any):
+    """:func:`run_dag` with one retry, ``retry_delay`` seconds later, for every task (the DAG's
+    own retries are off in the tests): a failed try is tried again, in the same run, as in
+    production."""
+    return _run(dag_id, retry_delay, conf)
+
+
+def _run(dag_id: str, retry_delay: float | None, conf: dict[str, Any]):
+    from datetime import datetime, timedelta, timezone
 
     # dag.test() folds run_conf into the Params it stores for the DAG, and later runs of
     # the same DAG in this process render with them: every run names every default.
     dag = copy.deepcopy(_dagbag().get_dag(dag_id))
+    if retry_delay is not None:
+        for task in dag.tasks:
+            task.retries, task.retry_exponential_backoff = 1, False
+            task.retry_delay = timedelta(seconds=retry_delay)
     defaults = {name: dag.params.get_param(name).value for name in dag.params
                 if dag.params.get_param(name).has_value}
     # A distinct run_after keeps runs of the same DAG in one test apart.
@@ -66,13 +81,23 @@ def run_dag(dag_id: str, **conf: Any):
 
 
 def task_states(dag_run) -> dict[str, str]:
+    return {key: str(ti.state) for key, ti in _task_instances(dag_run).items()}
+
+
+def try_numbers(dag_run) -> dict[str, int]:
+    """Each task of a run -> the try it ended on (1: never retried)."""
+    return {key: ti.try_number for key, ti in _task_instances(dag_run).items()}
+
+
+def _task_instances(dag_run) -> dict:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
         tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_run.dag_id,
                                                   TaskInstance.run_id == dag_run.run_id).all()
-        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
+        session.expunge_all()
+        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": ti for ti in tis}
 
 
 def xcom_values(dag_run) -> dict[str, Any]:

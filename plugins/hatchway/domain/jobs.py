@@ -390,6 +390,9 @@ class JobPlatformConfig(BaseModel):
     status_topic: str = "pipeline-status"
     dead_letter_topic: str = "pipeline-launch-dlq"
     max_message_bytes: int = Field(1_048_576, ge=1024)
+    status_send_timeout_seconds: int = Field(
+        120, ge=1, description="how long a status send waits for the broker: an outage shorter than this "
+                               "only delays the message; a longer one fails the task, whose retry sends it once")
     extra_status_events: bool = Field(True, description="also send Requested and Created (the INTERVENE "
                                                         "backend knows only Deployed, Succeeded, Failed)")
     max_concurrent_jobs: int = Field(10, ge=1)

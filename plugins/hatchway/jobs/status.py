@@ -101,14 +101,16 @@ def _status_consumer(config: JobPlatformConfig):
                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
 
 
-def topic_ends(config: JobPlatformConfig, timeout: float = 30.0) -> dict[str, int]:
+def topic_ends(config: JobPlatformConfig) -> dict[str, int]:
     """The end offset of every partition of the status topic now (``{"0": 12, ...}``).
 
     Recorded before a send: a later check reads only what came after. (Offsets, not times:
-    librdkafka's mock cluster does not answer offsets-for-times.)
+    librdkafka's mock cluster does not answer offsets-for-times.) Waits for a broker that is
+    away up to ``status_send_timeout_seconds``.
     """
     from confluent_kafka import TopicPartition
 
+    timeout = config.status_send_timeout_seconds
     consumer = _status_consumer(config)
     topic = config.status_topic
     try:
@@ -119,14 +121,14 @@ def topic_ends(config: JobPlatformConfig, timeout: float = 30.0) -> dict[str, in
         consumer.close()
 
 
-def topic_has(config: JobPlatformConfig, run_name: str, event: JobEvent, starts: dict[str, int],
-              timeout: float = 30.0) -> bool:
+def topic_has(config: JobPlatformConfig, run_name: str, event: JobEvent, starts: dict[str, int]) -> bool:
     """Whether the status topic holds ``event`` for ``run_name`` after the offsets ``starts``
     (from :func:`topic_ends` before the send), reading each partition to its end as it is now."""
     import time
 
     from confluent_kafka import TopicPartition
 
+    timeout = config.status_send_timeout_seconds
     consumer = _status_consumer(config)
     topic = config.status_topic
     try:
@@ -207,7 +209,8 @@ class StatusSender:
             state["sending"] = {"event": event.value, "at": datetime.now(timezone.utc).isoformat(),
                                 "after": topic_ends(self.config)}
             self.record.save(state)
-        produce_and_flush(self.producer, self.config.status_topic, run_name.encode(), message.to_json())
+        produce_and_flush(self.producer, self.config.status_topic, run_name.encode(), message.to_json(),
+                          timeout=self.config.status_send_timeout_seconds)
         metrics.incr("status.sent", event=event.value)
         if state is not None:
             state["sent"].append(event.value)
