@@ -10,7 +10,7 @@ from datetime import timedelta
 from airflow.sdk import Param
 
 from hatchway.domain.limits import run_timeout  # noqa: F401  (job_run's and wes_run's dagrun_timeout)
-from hatchway.domain.names import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
+from hatchway.domain.name_forms import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
 
 # HATCHWAY_TASK_RETRIES lets failure tests (and cautious operators) turn retries off.
 DEFAULT_ARGS = {"owner": "hatchway", "retries": int(os.environ.get("HATCHWAY_TASK_RETRIES", "2")), "retry_delay": timedelta(seconds=30),

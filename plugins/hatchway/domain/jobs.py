@@ -280,12 +280,17 @@ def request_param_schemas() -> dict[str, dict]:
     schema = JobRequest.model_json_schema()
     defs = schema.pop("$defs", {})
 
-    def inline(node):
+    def inline(node, names: bool = False):
+        # Without pydantic's "title" of every field and model ("Dir Path On Guest Collection"):
+        # the form shows the Params' own titles, and every task of job_run carries a copy of
+        # these schemas, copied and serialized at every parse. ``names``: the keys are field names.
         if isinstance(node, dict):
+            if names:
+                return {k: inline(v) for k, v in node.items()}
             if "$ref" in node:
                 return inline({**defs[node["$ref"].rsplit("/", 1)[-1]],
                                **{k: v for k, v in node.items() if k != "$ref"}})
-            return {k: inline(v) for k, v in node.items()}
+            return {k: inline(v, names=k == "properties") for k, v in node.items() if k != "title"}
         if isinstance(node, list):
             return [inline(v) for v in node]
         return node

@@ -11,14 +11,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-WORKSPACE_MIN, WORKSPACE_MAX = 3, 32
-PREFIX_MIN, PREFIX_MAX = 2, 16
-
-# JSON-schema forms of the rules, for the trigger form (Airflow Params): the form refuses a
-# bad name before a run exists; the check_* functions below say which rule it broke.
-WORKSPACE_HELP = "3-32 lowercase letters, digits and single '-', starting with a letter"
-WORKSPACE_SCHEMA = {"pattern": r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", "minLength": WORKSPACE_MIN, "maxLength": WORKSPACE_MAX}
-OWNER_SCHEMA = {"pattern": r"^[a-z0-9][a-z0-9._@+-]*$", "minLength": 1, "maxLength": 128}
+from hatchway.domain.name_forms import (  # noqa: F401 (the forms' home; re-exported)
+    OWNER_SCHEMA,
+    PREFIX_MAX,
+    PREFIX_MIN,
+    WORKSPACE_HELP,
+    WORKSPACE_MAX,
+    WORKSPACE_MIN,
+    WORKSPACE_SCHEMA,
+)
 
 _LOWER_DNS = re.compile(r"^[a-z0-9-]+$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

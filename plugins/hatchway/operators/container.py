@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+
+from hatchway.operators.base import HatchwayOperator
 
 if TYPE_CHECKING:
     from hatchway.containers.builds import BuildFailed, ImageCache, NoCache
@@ -85,7 +86,7 @@ def request_from_conf(conf: dict[str, Any], source: str) -> tuple[BuildRequest |
         raise AirflowFailException(f"the container request is not valid: {reasons}") from None
 
 
-class BuildContainerOperator(BaseOperator):
+class BuildContainerOperator(HatchwayOperator):
     """Ensure the run's container image exists (see the module docstring).
 
     :param source: where the request is (:func:`request_from_conf`).

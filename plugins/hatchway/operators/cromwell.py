@@ -15,9 +15,9 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from hatchway.operators.base import HatchwayOperator
 from hatchway.operators.workspace import CROMWELL_VARIABLE, load_cromwell_settings  # noqa: F401 (its home was here)
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class CromwellRunFailed(AirflowFailException):
     """The workflow failed, was aborted or timed out: retrying the task would see the same end."""
 
 
-class CromwellOperator(BaseOperator):
+class CromwellOperator(HatchwayOperator):
     """Base: the run's conf, the settings, the hook."""
 
     ui_color = "#fdf0e0"

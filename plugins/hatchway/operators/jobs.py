@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
+from hatchway.operators.base import HatchwayOperator
 from hatchway.operators.container import TASK_BUILD, XCOM_FAILURE, built_image
 from hatchway.operators.seqera import WaitForSeqeraOperator
 
@@ -18,7 +17,7 @@ WAIT_TASK = "wait_for_seqera"
 OUTCOME_KEY = "outcome"
 
 
-class JobOperator(BaseOperator):
+class JobOperator(HatchwayOperator):
     """Base: the job settings, the request from the run's conf, and the job's names.
 
     :param config_variable: Airflow Variable with the job settings (JSON).

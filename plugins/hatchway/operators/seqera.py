@@ -11,10 +11,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from hatchway.hooks.seqera_settings import DEFAULT_PAGE_SIZE, SEQERA_CONN_ID, SEQERA_EVENT_XCOM
+from hatchway.operators.base import HatchwayOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,7 +41,7 @@ class SeqeraRunFailed(AirflowFailException):
         self.event = event
 
 
-class WaitForSeqeraOperator(BaseOperator):
+class WaitForSeqeraOperator(HatchwayOperator):
     """Wait until a Seqera run succeeds (return its event) or fails (raise :class:`SeqeraRunFailed`).
 
     The event goes to XCom under ``seqera_event`` either way, before the task ends, so a

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from hatchway.operators.base import HatchwayOperator
 
 
 def run_state_from(context: Any):
@@ -25,7 +25,7 @@ def run_state_from(context: Any):
     return state
 
 
-class SweepSeqeraRunsOperator(BaseOperator):
+class SweepSeqeraRunsOperator(HatchwayOperator):
     """Cancel live Seqera runs of ``job_run``/``wes_run`` whose Airflow run is finished or missing.
 
     :param cancel: templated; false: only report.
@@ -60,7 +60,7 @@ class SweepSeqeraRunsOperator(BaseOperator):
         return report
 
 
-class SweepJobBucketsOperator(BaseOperator):
+class SweepJobBucketsOperator(HatchwayOperator):
     """Delete GCS job buckets whose run is finished or missing, older than the grace period.
 
     :param grace_hours: templated; default: the run timeout plus one hour, so that no bucket of a

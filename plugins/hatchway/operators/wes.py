@@ -10,8 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
+from hatchway.operators.base import HatchwayOperator
 from hatchway.operators.container import built_image
 from hatchway.operators.seqera import WaitForSeqeraOperator
 
@@ -33,7 +32,7 @@ def load_wes_settings(variable: str = WES_VARIABLE) -> WesSettings:
     return WesSettings.model_validate_json(raw) if raw else WesSettings()
 
 
-class WesOperator(BaseOperator):
+class WesOperator(HatchwayOperator):
     """Base: the run's conf and the lifecycle's settings."""
 
     ui_color = "#eef6e8"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 
+from hatchway.operators.base import HatchwayOperator
 
 if TYPE_CHECKING:
     # Imported where used: DAG files import this module, and parse time is a tracked figure.
@@ -61,7 +62,7 @@ def unpublish_server(workspace: str) -> None:
     Variable.delete(server_variable(workspace))
 
 
-class HatchwayAwsOperator(BaseOperator):
+class HatchwayAwsOperator(HatchwayOperator):
     """Base of the workspace operators: configuration, clients, and the fault hook.
 
     :param config_variable: Airflow Variable holding the platform configuration.
