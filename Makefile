@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 KEEP ?= 0
-# Test processes (pytest-xdist): each has its own moto, simulators and Airflow home.
+# Test processes (pytest-xdist): each has its own moto, simulators and Airflow home. worksteal:
+# a worker that runs out takes queued tests from the other (with `load`, one worker idled for
+# minutes at the end while the other worked through the long tests it had been given at the start).
 TEST_WORKERS ?= 2
 
 .PHONY: venv test demo bench lock system-deps clean
@@ -33,7 +35,7 @@ system-deps:
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 test: venv system-deps
-	$(BIN)/python -m pytest tests -m "not bench" -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m "not bench" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/python -m hatchway_dev.demo $(if $(filter 1,$(KEEP)),--keep,)

@@ -15,6 +15,7 @@ RUN pip install --no-cache-dir \
 # Only the transfer and the domain models it validates requests with; no Airflow.
 COPY plugins/hatchway/transfer/ /opt/hatchway/hatchway/transfer/
 COPY plugins/hatchway/domain/__init__.py plugins/hatchway/domain/jobs.py plugins/hatchway/domain/names.py \
+     plugins/hatchway/domain/name_forms.py \
      plugins/hatchway/domain/wave.py plugins/hatchway/domain/wave_names.py \
      /opt/hatchway/hatchway/domain/
 ENV PYTHONPATH=/opt/hatchway PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

@@ -53,6 +53,40 @@ def test_existing_workspace_is_not_refused_at_the_quota(aws, airflow_db):
     assert again.state == "success", task_states(again)
 
 
+def _fill_roles(aws, room: int) -> None:
+    """Other users' roles until the account has ``room`` roles left under its quota."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    summary = aws.iam.get_account_summary()["SummaryMap"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: aws.iam.create_role(RoleName=f"someone-else-{n:04d}", AssumeRolePolicyDocument=trust),
+                      range(summary["RolesQuota"] - summary["Roles"] - room)))
+
+
+def test_a_workspace_past_the_accounts_iam_role_quota_fails_before_anything_is_made(aws, airflow_db, set_config):
+    set_config(queue_mode="shared")
+    assert run_dag("platform_bootstrap").state == "success"
+    _fill_roles(aws, room=1)
+    assert run_dag("workspace_provision", workspace="alice", owner="alice@example.org").state == "success"
+    alice = Workspace(aws, PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared"}),
+                      WorkspaceRequest(workspace="alice", owner="alice@example.org"))
+    assert alice.plan()["exists"]  # the quota is full now, but alice needs nothing new
+
+    run = run_dag("workspace_provision", workspace="bob", owner="bob@example.org")
+    assert run.state == "failed" and task_states(run)["plan"] == "failed"
+    assert inventory(aws, "bob") == []
+    with pytest.raises(WorkspaceError) as err:
+        Workspace(aws, PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared"}),
+                  WorkspaceRequest(workspace="bob", owner="bob@example.org")).plan()
+    assert "IAM roles per account" in str(err.value) and "1000 of 1000 used" in str(err.value)
+    assert "Service Quotas" in str(err.value)
+    # A quota raised in Service Quotas, told to Hatchway: bob fits.
+    raised = PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared", "iam_quotas": {"Roles": 1005}})
+    assert not Workspace(aws, raised, WorkspaceRequest(workspace="bob", owner="bob@example.org")).plan()["exists"]
+
+
 def test_shared_mode_gives_each_workspace_a_share_of_one_queue(aws, airflow_db, set_config):
     set_config(queue_mode="shared")
     assert run_dag("platform_bootstrap").state == "success"

@@ -73,6 +73,9 @@ class PlatformConfig(BaseModel):
     orphan_grace_hours: float = Field(
         1, ge=0, description="a tagged resource younger than this is never an orphan (a provision in flight)")
     cost_tag_key: str = "hatchway:cost-center"
+    iam_quotas: dict[Literal["Policies", "Roles", "Users"], int] = Field(
+        default_factory=dict, description="IAM quotas the account was granted (Service Quotas) where IAM's "
+                                          "GetAccountSummary still reports the default, e.g. {\"Policies\": 5000}")
     kubernetes_conn_id: str | None = None
     compute_wait_delay: int = Field(30, ge=1, description="seconds between CE status polls (deferred)")
     # One lifecycle run of a workspace at a time (provision, teardown, purge).

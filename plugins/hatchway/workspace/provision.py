@@ -35,6 +35,16 @@ from hatchway.workspace.network import NetworkEnsurer
 log = logging.getLogger(__name__)
 
 
+# What one new workspace adds to the account's IAM usage, by GetAccountSummary's key: the job
+# policy and the user policy (customer managed), the job role, the user.
+IAM_PER_WORKSPACE = {"Policies": 2, "Roles": 1, "Users": 1}
+IAM_QUOTAS = {
+    "Policies": "customer managed policies per account (AWS default 1,500, can be raised to 5,000)",
+    "Roles": "IAM roles per account (AWS default 1,000, can be raised to 5,000)",
+    "Users": "IAM users per account (5,000, cannot be raised)",
+}
+
+
 class WorkspaceError(RuntimeError):
     """A workspace cannot be provisioned as asked; the message says why and what to do."""
 
@@ -132,8 +142,25 @@ class Workspace:
                 f"workspace {self.request.workspace!r} belongs to {record.owner!r}, not {self.request.owner!r}")
         if not self.shared:
             self._check_queue_quota()
+        if record is None:
+            self._check_iam_quotas()
         return {"workspace": self.request.workspace, "queue_mode": self.config.queue_mode.value,
                 "exists": record is not None}
+
+    def _check_iam_quotas(self) -> None:
+        """Fail before anything is made when the account's IAM quotas cannot take one more workspace
+        (moto and AWS both answer ``GetAccountSummary`` with the usage and the quota)."""
+        summary = self.clients.iam.get_account_summary()["SummaryMap"]
+        quotas = {kind: self.config.iam_quotas.get(kind, summary.get(f"{kind}Quota")) for kind in IAM_PER_WORKSPACE}
+        short = [f"{IAM_QUOTAS[kind]}: {summary.get(kind, 0)} of {quotas[kind]} used, a workspace adds {need}"
+                 for kind, need in IAM_PER_WORKSPACE.items()
+                 if quotas[kind] is not None and summary.get(kind, 0) + need > quotas[kind]]
+        if short:
+            raise WorkspaceError(
+                f"the AWS account cannot take workspace {self.request.workspace!r}: {'; '.join(short)}. Raise the "
+                "quota (Service Quotas, IAM; then tell Hatchway with \"iam_quotas\" in hatchway_config if IAM still "
+                "reports the default), or give the next workspaces a second deployment in another account "
+                "(README: Tenancy).")
 
     def _check_queue_quota(self) -> None:
         batch = self.clients.batch
