@@ -55,9 +55,19 @@ def test_lifecycle_on_postgres_redis_celery(tmp_path):
             failures = "\n".join(describe_failure(r, airflow.home) for r in results if not r.ok)
             assert [r.state for r in results] == ["success"] * len(LIFECYCLE), failures
 
-            # Jobs through Kafka, the Celery worker and the triggerer, with task retries on.
+            # Jobs through Kafka, the Celery worker and the triggerer, with task retries on, and
+            # Seqera misbehaving on 20% of its API calls (5xx, 429, slow, resets, cut-off JSON,
+            # answers lost after the work was done): each job ends as Seqera ended it, launched once.
+            seqera = stack["seqera"]
+            seqera.chaos(rate_5xx=0.04, rate_429=0.04, rate_slow=0.03, rate_reset=0.03, rate_malformed=0.03,
+                         rate_lost=0.03, slow_seconds=1, retry_after_seconds=1, seed=20261205)
             outcomes = run_jobs(client, stack, on_poll=alive)
+            chaos = seqera.calm()
             assert [(o.state, o.expected) for o in outcomes] == [("success", "success"), ("failed", "failed")]
+            assert chaos["counts"]["requests"] > chaos["counts"]["passed"], chaos  # chaos really struck
+            names = [JobNames(NAMESPACE, o.job_id).run_name for o in outcomes]
+            assert sorted((r["runName"], r["status"]) for r in seqera.runs() if r["runName"] in names) == sorted(
+                zip(names, ["SUCCEEDED", "FAILED"]))  # one launch each, ended as scripted
             events: dict[str, list[str]] = {}
             for message in status_messages(stack):
                 events.setdefault(message["run_name"], []).append(message["event"])

@@ -23,6 +23,7 @@ from hatchway_dev.wes_demo import HELLO, OUTPUTS, Door, catalog_items, door_env,
 from support.wes import check_wes_conformance
 
 BUCKET = HATCHWAY_CONFIG["bucket"]
+CHAOS_RUNS = 6
 
 
 def _keys(s3, prefix: str) -> list[str]:
@@ -120,3 +121,27 @@ def test_wes_runs_through_the_door(tmp_path):
             checked = check_wes_conformance(f"{base}/ga4gh/wes/v1", {"Authorization": f"Bearer {alice.token}"},
                                             run, examples=10)
             assert len(checked) == 12, checked
+
+            # 6. Seqera misbehaving on 20% of its API calls (5xx, 429 with Retry-After, slow answers,
+            # connection resets, cut-off JSON, answers lost after the work was done): every run
+            # reaches the end Seqera gave it, each launched once, nothing left behind.
+            seqera.configure(default_course={"kind": "running", "outputs": OUTPUTS})
+            seqera.chaos(rate_5xx=0.04, rate_429=0.04, rate_slow=0.03, rate_reset=0.03, rate_malformed=0.03,
+                                 rate_lost=0.03, slow_seconds=1, retry_after_seconds=1, seed=20261205)
+            chaotic = [alice.run("hatchway://alice/pgsc-calc", {"n": n}) for n in range(CHAOS_RUNS)]
+            truth = {r: ("fail" if n % 3 == 2 else "succeed") for n, r in enumerate(chaotic)}
+            for r in chaotic:
+                # Scripted while they run ("running" until now): no race with the launch.
+                alice.wait(r, until={"RUNNING"}, timeout=300, on_poll=alive)
+                seqera.set_course(f"wes-{r}", truth[r], after=2, exit_status=3)
+            ends = {r: alice.wait(r, timeout=300, on_poll=alive)[-1] for r in chaotic}
+            stats = seqera.calm()
+            expected = {r: "COMPLETE" if kind == "succeed" else "EXECUTOR_ERROR" for r, kind in truth.items()}
+            assert ends == expected, (ends, stats)
+            launched = [x for x in seqera.runs() if x["runName"].removeprefix("wes-") in truth]
+            assert sorted(x["runName"] for x in launched) == sorted(f"wes-{r}" for r in chaotic)  # once each
+            assert {x["runName"]: x["status"] for x in launched} == {
+                f"wes-{r}": "SUCCEEDED" if kind == "succeed" else "FAILED" for r, kind in truth.items()}
+            assert stats["counts"]["requests"] - stats["counts"]["passed"] >= 10, stats  # chaos really struck
+            for r in chaotic:
+                assert _keys(s3, f"alice/runs/{r}/") == []

@@ -85,9 +85,9 @@ def _settle(listener: StatsdListener, check, timeout: float = 5.0):
 
 
 def test_intake_counts_messages_runs_duplicates_dead_letters_by_reason_and_lag(jobs, airflow_db, statsd):
-    bad_schema = request(41)
+    bad_schema = request(941)  # job numbers of its own: the session database outlives the test
     bad_schema["globus_details"]["files"][0]["filename"] = "hapnest.pgen"  # not .c4gh
-    jobs.produce([request(42), request(42), b"{not json", bad_schema, request(43)])
+    jobs.produce([request(942), request(942), b"{not json", bad_schema, request(943)])
     run = run_dag("job_intake")
     assert run.state == "success", task_states(run)
 
