@@ -220,7 +220,8 @@ class Airflow:
         # ``dag.test()`` runs, but an Airflow started here runs as deployed (retries on) unless
         # ``env`` asks otherwise.
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("AIRFLOW") and k not in ("PYTHONPATH", "HATCHWAY_TASK_RETRIES")}
+               if not k.startswith("AIRFLOW") and k not in ("PYTHONPATH", "HATCHWAY_TASK_RETRIES",
+                                                             "HATCHWAY_TASK_RETRY_DELAY")}
         if self.pythonpath is None:  # the repository's package, and whatever the caller had
             pythonpath = [str(self.plugins_folder), str(self.plugins_folder.parent)]
             if os.environ.get("PYTHONPATH"):
@@ -263,6 +264,11 @@ class Airflow:
                 AIRFLOW__CORE__PARALLELISM="8",
                 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{self.home / 'airflow.db'}",
             )
+        # Retries as deployed, a short wait before each: on Airflow 3.3 a trigger that fires
+        # before the scheduler drained the deferring try's exit event gets the resumed task
+        # retried (apache/airflow#71580, #72716; docs/airflow-behaviour.md), and the dev stack
+        # should not sit out 30 s for it.
+        env["HATCHWAY_TASK_RETRY_DELAY"] = "2"
         env.update(self.extra_env)
         return env
 

@@ -142,6 +142,7 @@ def test_wes_runs_through_the_door(tmp_path):
             assert sorted(x["runName"] for x in launched) == sorted(f"wes-{r}" for r in chaotic)  # once each
             assert {x["runName"]: x["status"] for x in launched} == {
                 f"wes-{r}": "SUCCEEDED" if kind == "succeed" else "FAILED" for r, kind in truth.items()}
-            assert stats["counts"]["requests"] - stats["counts"]["passed"] >= 10, stats  # chaos really struck
+            # Chaos really struck (the shared poller makes few calls: one list per interval for all runs).
+            assert stats["counts"]["requests"] - stats["counts"]["passed"] >= 3, stats
             for r in chaotic:
                 assert _keys(s3, f"alice/runs/{r}/") == []
