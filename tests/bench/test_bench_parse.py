@@ -75,7 +75,7 @@ def test_parse_time_per_dag_file_vs_one_task_dag(tmp_path, bench_table):
         ratios[name] = (statistics.median(r[0] for r in rows) / base_first,
                         statistics.median(r[1] for r in rows) / base_again)
     print(f"\nparse time per DAG file, as the dag-processor parses it, vs a one-task DAG parsed the same "
-          f"way (medians of {TRIALS} trials, a fresh manager each):")
+          f"way (CPU time, medians of {TRIALS} trials, a fresh manager each):")
     print(f"  {'file':32s} {'first':>7s} {'re-parse':>9s}   (one-task DAG: first, re-parse)")
     for name, (first, again) in ratios.items():
         print(f"  {name:32s} {first:6.2f}x {again:8.2f}x   ({base_first * 1000:.1f} ms, {base_again * 1000:.1f} ms)")
