@@ -2,9 +2,9 @@
 account. The 1,000th must cost no more than 1.2x the AWS calls and the time of the 1st.
 
 Each workspace is provisioned by the steps ``workspace_provision`` runs, in its order, through
-:class:`hatchway.workspace.provision.Workspace` in this process (a DAG run per workspace would
-measure Airflow 1,000 times, not the provision). Calls are counted client-side (botocore's
-``before-call`` event), time per workspace by the clock. moto itself slows as its account fills
+:class:`hatchway.workspace.provision.Workspace` in this process (``support.provision_steps``; a DAG
+run per workspace would measure Airflow 1,000 times, not the provision). Calls are counted
+client-side (botocore's ``before-call`` event), time per workspace by the clock. moto itself slows as its account fills
 (its list and describe calls walk every resource it holds): the baseline is a fixed probe
 (``GetUser`` of the first user + ``DescribeJobQueues`` of the shared queue + ``HeadObject`` of the
 first record) timed before the first and after the last workspace, and the time figure is
@@ -24,7 +24,7 @@ import pytest
 from hatchway.domain.names import PlatformNames, WorkspaceNames
 from hatchway.domain.workspace import PlatformConfig, WorkspaceRequest
 from hatchway.workspace.provision import Workspace
-from support import run_dag
+from support import provision_steps, run_dag
 
 pytestmark = pytest.mark.bench
 
@@ -47,20 +47,6 @@ class CallCounter:
 
     def _count(self, **_kwargs):
         self.calls += 1
-
-
-def provision(clients, config: PlatformConfig, name: str) -> None:
-    """The steps of ``workspace_provision``, in its order, with its inputs."""
-    ws = Workspace(clients, config, WorkspaceRequest(workspace=name, owner=f"{name}@example.org"))
-    ws.plan()
-    network = ws.ensure_network()
-    ws.ensure_storage()
-    role = ws.ensure_job_role()
-    compute = ws.ensure_compute_environment(network)
-    queue = ws.ensure_job_queue(compute["arn"])
-    ws.ensure_user(queue["arn"], role["job_role_arn"])
-    ws.ensure_access_key(queue["arn"])
-    ws.record()
 
 
 def probe(clients, config: PlatformConfig, first: str) -> float:
@@ -92,7 +78,7 @@ def test_thousand_workspaces_in_shared_mode(aws, airflow_db, set_config, bench_t
     started_all = time.perf_counter()
     for n, name in enumerate(names):
         before, started = counter.calls, time.perf_counter()
-        provision(clients, config, name)
+        provision_steps(Workspace(clients, config, WorkspaceRequest(workspace=name, owner=f"{name}@example.org")))
         costs.append((counter.calls - before, time.perf_counter() - started))
         if n == 0:
             probe_first = probe(clients, config, names[0])

@@ -12,7 +12,6 @@ dead endpoint fails the task instead of botocore's retries waiting it out.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -25,29 +24,21 @@ from conftest import TEST_CONFIG
 from hatchway.workspace.clients import AwsClients
 from hatchway.workspace.inventory import inventory
 from hatchway_dev.endpoints import MotoServer
-from support import run_dag, run_dag_retrying, task_states, try_numbers
+from support import recorded_calls, run_dag, run_dag_retrying, task_states, try_numbers
 
-KILL_AT = "Action=CreateAccessKey"
+KILL_AT = "CreateAccessKey"
 RETRY_DELAY = 10
 
 
-def _seeded_moto(port: int | None, recording) -> MotoServer:
+def _recording_moto(port: int | None, recording) -> MotoServer:
     return MotoServer(port=port, env={"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(recording)})
 
 
-def _bodies(recording, seen: int) -> tuple[list[str], int]:
-    """The request bodies recorded after the first ``seen`` lines, and the new line count."""
-    lines = recording.read_text().splitlines() if recording.exists() else []
-    bodies = []
-    for line in lines[seen:]:
-        try:
-            entry = json.loads(line)
-        except ValueError:  # a line being written
-            return bodies, seen
-        body = entry.get("body") or ""
-        bodies.append(base64.b64decode(body).decode(errors="replace") if entry.get("body_encoded") else body)
-        seen += 1
-    return bodies, seen
+def _called(recording, action: str) -> bool:
+    try:
+        return any(a == action for _service, a, _mutating in recorded_calls(recording))
+    except ValueError:  # the last line is being written
+        return False
 
 
 def _waiting_for_retry(dag_id: str) -> bool:
@@ -70,7 +61,7 @@ def _until(check, timeout: float) -> None:
 def test_a_provision_cut_by_an_endpoint_restart_converges_to_one_set_of_resources(tmp_path, airflow_db,
                                                                                      monkeypatch):
     recording = tmp_path / "calls.jsonl"
-    moto = _seeded_moto(None, recording).start(tmp_path / "moto-1")
+    moto = _recording_moto(None, recording).start(tmp_path / "moto-1")
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "testing", "password": "testing",
         "extra": {"endpoint_url": moto.url, "region_name": "us-east-1",
@@ -81,21 +72,17 @@ def test_a_provision_cut_by_an_endpoint_restart_converges_to_one_set_of_resource
     servers = [moto]
 
     def cut_and_restore() -> None:
-        seen = 0
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            bodies, seen = _bodies(recording, seen)
-            if any(KILL_AT in b for b in bodies):
-                break
+        while not _called(recording, KILL_AT):
+            if time.monotonic() > deadline:
+                return
             time.sleep(0.02)
-        else:
-            return
         cut_at = time.monotonic()
         servers[0].process.popen.kill()  # SIGKILL: no answer, no cleanup
         servers[0].process.popen.wait()
         # Back only once a task has failed on the dead endpoint (its retry waits RETRY_DELAY).
         _until(lambda: _waiting_for_retry("workspace_provision"), timeout=30)
-        again = _seeded_moto(servers[0].port, recording).start(tmp_path / "moto-2")
+        again = _recording_moto(servers[0].port, recording).start(tmp_path / "moto-2")
         servers.append(again)
         requests.post(f"{again.url}/moto-api/recorder/replay-recording", timeout=120).raise_for_status()
         restored_in.append(time.monotonic() - cut_at)

@@ -14,7 +14,7 @@ from hatchway.workspace.inventory import inventory
 from hatchway.workspace.lock import WorkspaceLock
 from hatchway.workspace.provision import Workspace
 from conftest import TEST_CONFIG
-from support import run_dag, task_states, xcom_values
+from support import provision_steps, run_dag, task_states, xcom_values
 
 ALICE = {"workspace": "alice", "owner": "alice@example.org"}
 LOCK_KEY = ".hatchway/locks/alice.json"
@@ -32,16 +32,7 @@ def _provision_in_lock(url: str, holder: str, spans: list, errors: list) -> None
             time.sleep(0.2)
         start = time.monotonic()
         try:
-            ws = Workspace(clients, config, WorkspaceRequest(**ALICE))
-            ws.plan()
-            network = ws.ensure_network()
-            ws.ensure_storage()
-            role = ws.ensure_job_role()
-            ce = ws.ensure_compute_environment(network)
-            queue = ws.ensure_job_queue(ce["arn"])
-            ws.ensure_user(queue["arn"], role["job_role_arn"])
-            ws.ensure_access_key(queue["arn"])
-            ws.record()
+            provision_steps(Workspace(clients, config, WorkspaceRequest(**ALICE)))
         finally:
             spans.append((start, time.monotonic()))
             assert lock.release(holder)

@@ -70,21 +70,21 @@ def test_a_workspace_past_the_accounts_iam_role_quota_fails_before_anything_is_m
     assert run_dag("platform_bootstrap").state == "success"
     _fill_roles(aws, room=1)
     assert run_dag("workspace_provision", workspace="alice", owner="alice@example.org").state == "success"
-    alice = Workspace(aws, PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared"}),
-                      WorkspaceRequest(workspace="alice", owner="alice@example.org"))
+    shared = PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared"})
+    bob = WorkspaceRequest(workspace="bob", owner="bob@example.org")
+    alice = Workspace(aws, shared, WorkspaceRequest(workspace="alice", owner="alice@example.org"))
     assert alice.plan()["exists"]  # the quota is full now, but alice needs nothing new
 
     run = run_dag("workspace_provision", workspace="bob", owner="bob@example.org")
     assert run.state == "failed" and task_states(run)["plan"] == "failed"
     assert inventory(aws, "bob") == []
     with pytest.raises(WorkspaceError) as err:
-        Workspace(aws, PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared"}),
-                  WorkspaceRequest(workspace="bob", owner="bob@example.org")).plan()
+        Workspace(aws, shared, bob).plan()
     assert "IAM roles per account" in str(err.value) and "1000 of 1000 used" in str(err.value)
     assert "Service Quotas" in str(err.value)
     # A quota raised in Service Quotas, told to Hatchway: bob fits.
-    raised = PlatformConfig(**{**TEST_CONFIG, "queue_mode": "shared", "iam_quotas": {"Roles": 1005}})
-    assert not Workspace(aws, raised, WorkspaceRequest(workspace="bob", owner="bob@example.org")).plan()["exists"]
+    raised = shared.model_copy(update={"iam_quotas": {"Roles": 1005}})
+    assert not Workspace(aws, raised, bob).plan()["exists"]
 
 
 def test_shared_mode_gives_each_workspace_a_share_of_one_queue(aws, airflow_db, set_config):

@@ -80,6 +80,20 @@ def _run(dag_id: str, retry_delay: float | None, conf: dict[str, Any]):
     return dag.test(run_after=datetime.now(timezone.utc), run_conf={**defaults, **conf})
 
 
+def provision_steps(workspace) -> None:
+    """The ensure steps of ``workspace_provision`` on a :class:`hatchway.workspace.provision.Workspace`,
+    in the DAG's order and with its inputs, in this process (no lock, no Airflow)."""
+    workspace.plan()
+    network = workspace.ensure_network()
+    workspace.ensure_storage()
+    role = workspace.ensure_job_role()
+    compute = workspace.ensure_compute_environment(network)
+    queue = workspace.ensure_job_queue(compute["arn"])
+    workspace.ensure_user(queue["arn"], role["job_role_arn"])
+    workspace.ensure_access_key(queue["arn"])
+    workspace.record()
+
+
 def task_states(dag_run) -> dict[str, str]:
     return {key: str(ti.state) for key, ti in _task_instances(dag_run).items()}
 
