@@ -6,7 +6,7 @@ import os
 
 from airflow.sdk import DAG, Param, chain
 
-from hatchway.dag_defaults import DEFAULT_ARGS, run_timeout
+from hatchway.dag_defaults import DEFAULT_ARGS, run_timeout, shared_schema_param
 from hatchway.domain.job_form import request_param_schemas
 from hatchway.notifiers.kafka import KafkaStatusNotifier
 from hatchway.notifiers.notice import NoticeNotifier
@@ -43,7 +43,7 @@ with DAG(
     tags=["hatchway", "jobs", "intervene"],
     # The INTERVENE request as JSON-schema Params, generated from the pydantic model (pydantic
     # only, a few ms at parse): the form and the REST API refuse a bad conf before a run exists.
-    params={**{name: Param(**{"title": titles[0], "description": titles[1], **schema})
+    params={**{name: shared_schema_param(description=titles[1], **{"title": titles[0], **schema})
                for name, schema in request_param_schemas().items()
                for titles in [REQUEST_PARAM_TITLES[name]]},
             "container": Param(None, type=["null", "object"], title="Container (optional)",

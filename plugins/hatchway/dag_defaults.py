@@ -19,6 +19,56 @@ DEFAULT_ARGS = {"owner": "hatchway", "retries": int(os.environ.get("HATCHWAY_TAS
                 "retry_exponential_backoff": True}
 
 
+class _SharedDict(dict):
+    """A read-only part of a Param's JSON schema: a deep copy of it is itself."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):  # pickled whole, not item by item through __setitem__
+        return _SharedDict, (dict(self),)
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a DAG Param's schema is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = update = setdefault = pop = popitem = clear = _read_only
+
+
+class _SharedList(list):
+    """A read-only list in a Param's JSON schema: a deep copy of it is itself."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return _SharedList, (list(self),)
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a DAG Param's schema is read-only")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = remove = pop = clear = \
+        sort = reverse = _read_only
+
+
+def _shared(value):
+    if isinstance(value, dict):
+        return _SharedDict({key: _shared(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return _SharedList(_shared(item) for item in value)
+    return value
+
+
+def shared_schema_param(*default, description: str, **schema) -> Param:
+    """A Param with a large JSON schema that the DAG's tasks share instead of copying.
+
+    Airflow deep-copies every DAG Param into every task (``get_merged_defaults``, three times
+    per task of a three-class operator); for ``job_run``'s request schemas that was most of the
+    DAG's construction at every parse. Nothing writes to a schema, so each copy of the Param
+    keeps this one, read-only; it serializes and validates as the plain dict it equals.
+    """
+    return Param(*default, description=description, schema=_shared(schema))
+
+
 def workspace_param() -> Param:
     return Param(type="string", title="Workspace", description=WORKSPACE_HELP, **WORKSPACE_SCHEMA)
 

@@ -1,6 +1,8 @@
-"""The parse-time shortcut of :class:`hatchway.operators.base.HatchwayOperator` (``params`` left
-out of the serialized fields) changes nothing that the dag-processor writes, and does skip the
-Param resolving it is there to skip."""
+"""The parse-time shortcuts of :class:`hatchway.operators.base.HatchwayOperator` (``params`` left
+out of the serialized fields; a task keeps no copy of the DAG's Params) and of
+:func:`hatchway.dag_defaults.shared_schema_param` change nothing that a run sees and nothing the
+dag-processor writes but the tasks' copies of the DAG's Params, and do skip the work they are
+there to skip."""
 
 from __future__ import annotations
 
@@ -40,10 +42,47 @@ def test_the_serialized_dags_are_what_airflows_own_serialization_makes(dags, mon
     assert ours.keys() == stock.keys() and len(ours) >= 12
     for dag_id in ours:
         assert ours[dag_id] == stock[dag_id], dag_id
-    # Every task still carries its copy of the DAG's Params.
+    # The DAG keeps its Params; its tasks keep no copy of them.
     dag = ours["wes_run"]["dag"]
     assert len(dag["params"]) >= 5
-    assert [dict(t["__var"]["params"]).keys() for t in dag["tasks"]] == [dict(dag["params"]).keys()] * len(dag["tasks"])
+    assert [t["__var"].get("params") for t in dag["tasks"]] == [None] * len(dag["tasks"])
+
+
+def test_a_tasks_context_still_has_every_param_of_the_dag(dags):
+    from airflow.sdk.definitions.param import process_params
+
+    from support.jobs import request
+
+    conf = request(7)
+    for dag_id in ("job_run", "wes_run", "workspace_provision"):
+        dag = dags[dag_id]
+        assert dag.params, dag_id
+        for task in dag.tasks:
+            assert not set(task.params) & set(dag.params), (dag_id, task.task_id)
+            if dag_id == "job_run":  # the context a run's task gets: DAG Params, task Params, conf
+                params = process_params(dag, task, conf, suppress_exception=False)
+                assert set(params) == set(dag.params) | set(conf), task.task_id
+                assert params["pipeline_param"] == conf["pipeline_param"]
+    bad = {**conf, "pipeline_param": {**conf["pipeline_param"], "id": "not an id"}}
+    with pytest.raises(Exception, match="does not match|is not valid"):
+        process_params(dags["job_run"], dags["job_run"].tasks[0], bad, suppress_exception=False)
+
+
+def test_job_runs_request_schemas_are_shared_by_every_copy_read_only_and_serialize_as_plain_params(dags):
+    import copy
+
+    from airflow.sdk import Param
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = dags["job_run"]
+    param = dag.params.get_param("pipeline_param")
+    copied = copy.deepcopy(dag.params).get_param("pipeline_param")
+    assert copied is not param and copied.schema is param.schema
+    with pytest.raises(TypeError, match="read-only"):
+        param.schema["properties"]["id"] = {}
+    plain = Param(param.value, description=param.description, **copy.deepcopy(dict(param.schema)))
+    assert type(plain.schema) is dict
+    assert DagSerialization._serialize_param(param) == DagSerialization._serialize_param(plain)
 
 
 def test_serializing_a_dag_resolves_no_param(dags, monkeypatch):
