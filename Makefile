@@ -3,6 +3,7 @@
 #   make demo KEEP=1 the same, and keep the UI up until Ctrl-C
 #   make test        unit, integration and end-to-end tests (incl. the Postgres + Celery leg)
 #   make bench       benchmarks (tests/bench), printed as ratios
+#   make chaos       50 job runs + 20 WES runs with Seqera failing 20% of its calls (make test runs 15 + 6)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ KEEP ?= 0
 # minutes at the end while the other worked through the long tests it had been given at the start).
 TEST_WORKERS ?= 2
 
-.PHONY: venv test demo bench lock system-deps clean
+.PHONY: venv test demo bench chaos lock system-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,9 @@ demo: venv
 
 bench: venv
 	$(BIN)/python -m pytest tests/bench -m bench -s $(PYTEST_ARGS)
+
+chaos: venv
+	HATCHWAY_CHAOS_JOBS=50 HATCHWAY_CHAOS_WES_RUNS=20 $(BIN)/python -m pytest tests/integration/test_chaos_at_scale.py $(PYTEST_ARGS)
 
 # Re-resolve the pinned locks after editing requirements*.in.
 lock: venv
