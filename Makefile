@@ -3,7 +3,7 @@
 #   make demo KEEP=1 the same, and keep the UI up until Ctrl-C
 #   make test        unit, integration and end-to-end tests (incl. the Postgres + Celery leg)
 #   make bench       benchmarks (tests/bench), printed as ratios
-#   make chaos       50 job runs + 20 WES runs with Seqera failing 20% of its calls (make test runs 15 + 6)
+#   make chaos       only the 50 job runs + 20 WES runs with Seqera failing 20% of its calls (in make test too)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -45,7 +45,7 @@ bench: venv
 	$(BIN)/python -m pytest tests/bench -m bench -s $(PYTEST_ARGS)
 
 chaos: venv
-	HATCHWAY_CHAOS_JOBS=50 HATCHWAY_CHAOS_WES_RUNS=20 $(BIN)/python -m pytest tests/integration/test_chaos_at_scale.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration/test_chaos_at_scale.py -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Re-resolve the pinned locks after editing requirements*.in.
 lock: venv
