@@ -49,13 +49,17 @@ def test_the_serialized_dags_are_what_airflows_own_serialization_makes(dags, mon
 
 
 def test_a_tasks_context_still_has_every_param_of_the_dag(dags):
+    import copy
+
     from airflow.sdk.definitions.param import process_params
 
     from support.jobs import request
 
     conf = request(7)
-    for dag_id in ("job_run", "wes_run", "workspace_provision"):
-        dag = dags[dag_id]
+    # process_params resolves the DAG's own Param objects (a task keeps no copy): on copies, so
+    # that the DAGs other tests of this process read keep no value of this conf.
+    copies = {dag_id: copy.deepcopy(dags[dag_id]) for dag_id in ("job_run", "wes_run", "workspace_provision")}
+    for dag_id, dag in copies.items():
         assert dag.params, dag_id
         for task in dag.tasks:
             assert not set(task.params) & set(dag.params), (dag_id, task.task_id)
@@ -65,7 +69,8 @@ def test_a_tasks_context_still_has_every_param_of_the_dag(dags):
                 assert params["pipeline_param"] == conf["pipeline_param"]
     bad = {**conf, "pipeline_param": {**conf["pipeline_param"], "id": "not an id"}}
     with pytest.raises(Exception, match="does not match|is not valid"):
-        process_params(dags["job_run"], dags["job_run"].tasks[0], bad, suppress_exception=False)
+        process_params(copies["job_run"], copies["job_run"].tasks[0], bad, suppress_exception=False)
+    assert not dags["job_run"].params.get_param("secret_key_details").has_value  # the shared DAG untouched
 
 
 def test_job_runs_request_schemas_are_shared_by_every_copy_read_only_and_serialize_as_plain_params(dags):
