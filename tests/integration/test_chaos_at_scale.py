@@ -26,6 +26,7 @@ import pytest
 
 from hatchway.domain.wes import catalog_prefix
 from support import run_dag_retrying, task_states
+from test_hooks_under_chaos import _kinds
 from test_job_run import _job, gcs, inputs, transfer_source  # noqa: F401 - fixtures
 from test_wes_harvest import OUTPUTS, keys, wes, wes_conf  # noqa: F401 - fixture
 
@@ -44,8 +45,12 @@ def _chaos(sim, monkeypatch) -> None:
     sim.chaos(**CHAOS)
 
 
-def _struck(stats: dict) -> set[str]:
-    return {k for k, v in stats["counts"].items() if k not in ("requests", "passed") and v}
+def _launched(sim) -> dict[str, list[str]]:
+    """Each Seqera run name -> the statuses of the runs the simulator holds under it."""
+    launched: dict[str, list[str]] = {}
+    for run in sim.runs():
+        launched.setdefault(run["runName"], []).append(run["status"])
+    return launched
 
 
 @pytest.mark.parametrize("half", [0, 1])
@@ -66,10 +71,8 @@ def test_jobs_under_twenty_percent_chaos_end_truly_send_each_state_once_and_clea
     stats = seqera.calm()
 
     assert {name: states[name][0] for name in planned} == {name: p[2] for name, p in planned.items()}, states
-    assert len(_struck(stats)) >= 5 and stats["counts"]["requests"] > stats["counts"]["passed"], stats["counts"]
-    launched: dict[str, list[str]] = {}
-    for run in seqera.runs():
-        launched.setdefault(run["runName"], []).append(run["status"])
+    assert len(_kinds(stats)) >= 5 and stats["counts"]["requests"] > stats["counts"]["passed"], stats["counts"]
+    launched = _launched(seqera)
     assert {name: launched.get(name) for name in planned} == {name: [FINAL[p[2]]] for name, p in planned.items()}
     events: dict[str, list[str]] = {}
     for status in jobs.statuses(expect=4 * len(planned)):
@@ -99,10 +102,8 @@ def test_wes_runs_under_twenty_percent_chaos_end_truly_and_keep_only_outputs(wes
     stats = sim.calm()
 
     assert {c.run_id: states[c.run_id][0] for c, _ in planned} == {c.run_id: e for c, e in planned}, states
-    assert len(_struck(stats)) >= 4 and stats["counts"]["requests"] > stats["counts"]["passed"], stats["counts"]
-    launched: dict[str, list[str]] = {}
-    for run in sim.runs():
-        launched.setdefault(run["runName"], []).append(run["status"])
+    assert len(_kinds(stats)) >= 4 and stats["counts"]["requests"] > stats["counts"]["passed"], stats["counts"]
+    launched = _launched(sim)
     assert {c.engine_run_name: launched.get(c.engine_run_name) for c, _ in planned} == {
         c.engine_run_name: [FINAL[e]] for c, e in planned}
     for conf, expected in planned:  # nothing left in the run area; a catalog of every output if it succeeded
