@@ -349,7 +349,29 @@ def test_the_jobs_config_is_read_by_the_trigger_itself(sim, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_JOBS_CONFIG_SFT", json.dumps(
         {"namespace": "ns-sft", "poll_interval_seconds": 1, "timeout_seconds": 60}))
     trigger = SeqeraRunTrigger("ns-sft-intp7", seqera_conn_id="seqera_nowhere", poll_interval=3600,
-                               end_task=True, jobs_config_variable="hatchway_jobs_config_sft")
+                               end_task=True, settings_from="jobs:hatchway_jobs_config_sft")
     event = asyncio.run(asyncio.wait_for(_end_event(trigger), 30))
     assert isinstance(event, TaskSuccessEvent), event.xcoms  # the Variable's connection, not the argument's
     assert trigger.search_prefix == "ns-sft-" and trigger.poll_interval == 1
+
+
+def test_the_wes_settings_are_read_by_the_trigger_itself_workspace_and_all(sim, monkeypatch):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    sim.create_runs([{"run_name": "wes-sft-intp8", "workspace_id": WS2, "course": {"kind": "succeed", "after": 1}}])
+    monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_WES_CONFIG_SFT", json.dumps(
+        {"seqera_workspace_id": WS2, "poll_interval_seconds": 1, "timeout_seconds": 60}))
+    trigger = SeqeraRunTrigger("wes-sft-intp8", workspace_id=WS, seqera_conn_id="seqera_nowhere", poll_interval=3600,
+                               search_prefix="wes-", end_task=True, settings_from="wes:hatchway_wes_config_sft")
+    event = asyncio.run(asyncio.wait_for(_end_event(trigger), 30))
+    assert isinstance(event, TaskSuccessEvent), event.xcoms  # found in the settings' workspace, not the argument's
+    assert trigger.workspace_id == WS2 and trigger.poll_interval == 1 and trigger.search_prefix == "wes-"
+
+
+def test_an_unknown_settings_source_fails_the_task_with_a_reason(sim):
+    from airflow.triggers.base import TaskFailedEvent
+
+    trigger = SeqeraRunTrigger("wes-sft-x", end_task=True, settings_from="nowhere")
+    event = asyncio.run(asyncio.wait_for(_end_event(trigger), 10))
+    assert isinstance(event, TaskFailedEvent)
+    assert "settings_from 'nowhere'" in event.xcoms["seqera_event"]["reason"]

@@ -269,6 +269,9 @@ class RunForm(BaseModel):
         return tags
 
 
+WES_VARIABLE = "hatchway_wes_config"  # the Airflow Variable that holds WesSettings
+
+
 class WesSettings(BaseModel):
     """Settings of the ``wes_run`` lifecycle, from the Airflow Variable ``hatchway_wes_config``.
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hatchway.operators.base import HatchwayOperator
 from hatchway.operators.container import TASK_BUILD, XCOM_FAILURE, built_image
-from hatchway.operators.seqera import WaitForSeqeraOperator
+from hatchway.operators.seqera import WaitForSeqeraOperator, launched_at_template, mark_launched, wait_event, xcom_template
 
 if TYPE_CHECKING:
     from hatchway.domain.jobs import JobNames, JobPlatformConfig, JobRequest
@@ -138,6 +138,7 @@ class LaunchJobOperator(JobOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         launcher = self.launcher or self.config.launcher
         result = self._seqera(context) if launcher == "seqera" else self._helm(context)
+        mark_launched(context)
         self.send(context, "Deployed")
         return result
 
@@ -178,13 +179,17 @@ class LaunchJobOperator(JobOperator):
 class WaitForJobOperator(WaitForSeqeraOperator):
     """Wait for the job's Seqera run in the triggerer, with the deployment's interval and timeouts.
 
-    The settings are read when the task runs (from ``hatchway_jobs_config``), not when the
-    DAG file is parsed.
+    The wait starts in the triggerer (``start_from_trigger``): the scheduler hands it straight
+    to the triggerer, which renders the run name and launch time from XCom, reads the settings
+    from ``hatchway_jobs_config`` and ends the task there, so a waiting job takes no worker slot
+    and no worker time. In ``dag.test()`` (which runs ``execute``) the same trigger is deferred
+    to, with the settings read when the task runs, not when the DAG file is parsed.
     """
 
     def __init__(self, *, config_variable: str = "hatchway_jobs_config", **kwargs: Any):
-        super().__init__(run_name="{{ ti.xcom_pull(task_ids='resolve', key='run_name') }}", deferrable=True,
-                         **kwargs)
+        super().__init__(run_name=xcom_template("resolve", "run_name"),
+                         started_at=launched_at_template("launch"),
+                         start_from_trigger=True, settings_from=f"jobs:{config_variable}", **kwargs)
         self.config_variable = config_variable
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -207,7 +212,7 @@ class FinishJobOperator(JobOperator):
         ti = context["ti"]
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         wait_state = states.get(WAIT_TASK)
-        seqera = ti.xcom_pull(task_ids=WAIT_TASK, key="seqera_event") or {}
+        seqera = wait_event(ti, WAIT_TASK)
         if wait_state == "success":
             outcome = {"event": "Succeeded"}
         else:

@@ -7,6 +7,7 @@ the API in :class:`hatchway.hooks.seqera.SeqeraHook`.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,41 @@ if TYPE_CHECKING:
 
 XCOM_KEY = SEQERA_EVENT_XCOM
 TRIGGER_CLASSPATH = "hatchway.triggers.seqera.SeqeraRunTrigger"
+LAUNCHED_AT_XCOM = "launched_at"
+
+
+def mark_launched(context: Any) -> None:
+    """Record when the launch task put the run in (XCom ``launched_at``): the wait's not-started
+    clock counts from it, so a wait that starts again (a restarted triggerer) keeps its clock."""
+    context["ti"].xcom_push(key=LAUNCHED_AT_XCOM, value=time.time())
+
+
+def wait_event(ti: Any, task_id: str) -> dict[str, Any]:
+    """The Seqera wait's event from XCom (``seqera_event``); ``{}`` when there is none.
+
+    A wait that ended in the triggerer (``start_from_trigger``) had its event pushed by the
+    scheduler, which on Airflow 3.3.2 stores it JSON-encoded (``XComModel.set`` dumps it; a
+    worker's push stores the value itself), so it comes back as its JSON text: decoded here.
+    """
+    value = ti.xcom_pull(task_ids=task_id, key=XCOM_KEY)
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value or {}
+
+
+def xcom_template(task_id: str, key: str) -> str:
+    """A template that pulls one XCom, also where the triggerer renders it (``start_from_trigger``).
+
+    ``map_indexes=-1`` makes the pull one ``GetXCom``; without it Airflow 3.3 asks for every map
+    index (``GetXComSequenceSlice``), which the triggerer's supervisor cannot decode: the render
+    then waits for an answer that never comes and the wait never starts.
+    """
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}', key='{key}', map_indexes=-1) }}}}"
+
+
+def launched_at_template(launch_task_id: str) -> str:
+    """``started_at`` for a wait: the launch task's ``launched_at`` (rendered "None" if missing: now)."""
+    return xcom_template(launch_task_id, LAUNCHED_AT_XCOM)
 
 
 class SeqeraRunFailed(AirflowFailException):
@@ -64,11 +100,12 @@ class WaitForSeqeraOperator(HatchwayOperator):
         ``start_from_trigger``): the scheduler hands the wait straight to the triggerer, which
         renders the template fields, waits, pushes the event to XCom and ends the task, so the
         wait takes no worker slot and no worker time at all. The wait's settings are fixed when
-        the DAG is parsed (or read by the trigger: ``jobs_config_variable``); retries are off
+        the DAG is parsed (or read by the trigger: ``settings_from``); retries are off
         (a failed run is final, see :class:`SeqeraRunFailed`). Where Airflow runs ``execute``
         anyway (``dag.test``), the task defers as with ``deferrable``.
-    :param jobs_config_variable: with ``start_from_trigger``: the trigger reads the connection,
-        interval, timeouts and search prefix from this Variable (``hatchway_jobs_config``).
+    :param settings_from: with ``start_from_trigger``: the trigger reads the connection,
+        interval, timeouts and search prefix from a lifecycle's settings when it starts
+        (``"jobs"``, ``"wes"``, see :class:`~hatchway.triggers.seqera.SeqeraRunTrigger`).
     """
 
     template_fields: Sequence[str] = ("run_name", "workspace_id", "started_at", "search_prefix")
@@ -88,7 +125,7 @@ class WaitForSeqeraOperator(HatchwayOperator):
         page_size: int = DEFAULT_PAGE_SIZE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         start_from_trigger: bool = False,
-        jobs_config_variable: str | None = None,
+        settings_from: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,7 +139,7 @@ class WaitForSeqeraOperator(HatchwayOperator):
         self.search_prefix = search_prefix
         self.page_size = page_size
         self.deferrable = deferrable or start_from_trigger
-        self.jobs_config_variable = jobs_config_variable
+        self.settings_from = settings_from
         if start_from_trigger:
             from airflow.triggers.base import StartTriggerArgs
 
@@ -115,7 +152,7 @@ class WaitForSeqeraOperator(HatchwayOperator):
                     "poll_interval": poll_interval, "timeout_seconds": timeout_seconds,
                     "deployed_timeout_seconds": deployed_timeout_seconds, "started_at": started_at,
                     "search_prefix": search_prefix, "page_size": page_size, "end_task": True,
-                    "jobs_config_variable": jobs_config_variable,
+                    "settings_from": settings_from,
                 })
 
     def use_settings(self, settings: Any) -> None:
@@ -132,12 +169,12 @@ class WaitForSeqeraOperator(HatchwayOperator):
 
         return SeqeraRunTrigger(
             run_name=self.run_name,
-            workspace_id=int(self.workspace_id) if self.workspace_id not in (None, "") else None,
+            workspace_id=int(self.workspace_id) if self.workspace_id not in (None, "", "None") else None,
             seqera_conn_id=self.seqera_conn_id,
             poll_interval=self.poll_interval,
             timeout_seconds=self.timeout_seconds,
             deployed_timeout_seconds=self.deployed_timeout_seconds,
-            started_at=float(self.started_at) if self.started_at not in (None, "") else time.time(),
+            started_at=float(self.started_at) if self.started_at not in (None, "", "None") else time.time(),
             search_prefix=self.search_prefix or None,
             page_size=self.page_size,
         )

@@ -12,23 +12,24 @@ from typing import TYPE_CHECKING, Any
 
 from hatchway.operators.base import HatchwayOperator
 from hatchway.operators.container import built_image
-from hatchway.operators.seqera import WaitForSeqeraOperator
+from hatchway.domain.wes_tasks import TASK_LAUNCH
+from hatchway.operators.seqera import WaitForSeqeraOperator, launched_at_template, mark_launched
 
 if TYPE_CHECKING:
     from hatchway.domain.wes import WesRunConf, WesSettings
     from hatchway.domain.workspace import PlatformConfig
     from hatchway.workspace.clients import AwsClients
 
-WES_VARIABLE = "hatchway_wes_config"
 RUN_NAME_TEMPLATE = "wes-{{ dag_run.conf['run_id'] }}"
 
 
-def load_wes_settings(variable: str = WES_VARIABLE) -> WesSettings:
+def load_wes_settings(variable: str | None = None) -> WesSettings:
+    """The WES lifecycle's settings, from ``variable`` (default ``hatchway_wes_config``)."""
     from airflow.sdk import Variable
 
-    from hatchway.domain.wes import WesSettings
+    from hatchway.domain.wes import WES_VARIABLE, WesSettings
 
-    raw = Variable.get(variable, default=None)
+    raw = Variable.get(variable or WES_VARIABLE, default=None)
     return WesSettings.model_validate_json(raw) if raw else WesSettings()
 
 
@@ -105,6 +106,7 @@ class LaunchWorkflowOperator(WesOperator):
                                       workspace_id=self.settings.seqera_workspace_id, configText=config_text)
         finally:
             hook.close()
+        mark_launched(context)
         self.log.info("WES run %s launched as Seqera run %r (%s) in workspace %s", conf.run_id,
                       conf.engine_run_name, workflow_id, conf.executing)
         return workflow_id
@@ -128,10 +130,15 @@ class LaunchWorkflowOperator(WesOperator):
 
 
 class WaitForWorkflowOperator(WaitForSeqeraOperator):
-    """Wait in the triggerer, sharing one list call per Seqera workspace per interval."""
+    """Wait in the triggerer, sharing one list call per Seqera workspace per interval.
+
+    Starts there (``start_from_trigger``, as ``WaitForJobOperator``): no worker slot or worker
+    time while the workflow runs; the trigger reads ``hatchway_wes_config`` when it starts.
+    """
 
     def __init__(self, **kwargs: Any):
-        super().__init__(run_name=RUN_NAME_TEMPLATE, deferrable=True, search_prefix="wes-", **kwargs)
+        super().__init__(run_name=RUN_NAME_TEMPLATE, started_at=launched_at_template(TASK_LAUNCH),
+                         search_prefix="wes-", start_from_trigger=True, settings_from="wes", **kwargs)
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings = load_wes_settings()

@@ -147,9 +147,10 @@ class SeqeraRunTrigger(BaseTrigger):
         event in XCom as the operator would push it) instead of resuming it on a worker: the
         wait of an operator that starts in the triggerer (``start_from_trigger``) costs no
         worker at all.
-    :param jobs_config_variable: read the connection, interval, timeouts and search prefix from
-        this ``hatchway_jobs_config`` Variable when the wait starts (as ``WaitForJobOperator``
-        does on a worker), over the arguments.
+    :param settings_from: read the connection, interval, timeouts, search prefix (and, for WES
+        runs, the Seqera workspace) from a lifecycle's settings when the wait starts, over the
+        arguments, as its operator does on a worker: ``"jobs"`` (``hatchway_jobs_config``) or
+        ``"wes"`` (``hatchway_wes_config``), optionally ``":<variable>"`` for another Variable.
 
     ``run_name``, ``workspace_id``, ``started_at`` and ``search_prefix`` may be templates: when
     the task starts in the triggerer, Airflow renders there the operator's template fields that
@@ -169,7 +170,7 @@ class SeqeraRunTrigger(BaseTrigger):
         search_prefix: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         end_task: bool = False,
-        jobs_config_variable: str | None = None,
+        settings_from: str | None = None,
     ) -> None:
         super().__init__()
         self.run_name = run_name
@@ -182,7 +183,7 @@ class SeqeraRunTrigger(BaseTrigger):
         self.search_prefix = search_prefix
         self.page_size = int(page_size)
         self.end_task = bool(end_task)
-        self.jobs_config_variable = jobs_config_variable
+        self.settings_from = settings_from
         if not any("{{" in str(getattr(self, f)) for f in TEMPLATED):
             self._settle()  # built on a worker (defer): refuse a bad argument there, at once
 
@@ -197,17 +198,27 @@ class SeqeraRunTrigger(BaseTrigger):
         if self.search_prefix and not self.run_name.startswith(self.search_prefix):
             raise ValueError(f"search_prefix {self.search_prefix!r} is not a prefix of run name {self.run_name!r}")
 
-    async def _read_jobs_config(self) -> None:
+    async def _read_settings(self) -> None:
+        from airflow.sdk import Variable
         from asgiref.sync import sync_to_async
 
-        from hatchway.jobs.settings import load_jobs_config
-
-        config = await sync_to_async(load_jobs_config)(self.jobs_config_variable)
+        kind, _, variable = str(self.settings_from).partition(":")
+        if kind == "jobs":
+            from hatchway.jobs.settings import JOBS_VARIABLE as default, JobSettings as model
+        elif kind == "wes":
+            from hatchway.domain.wes import WES_VARIABLE as default, WesSettings as model
+        else:
+            raise ValueError(f"settings_from {self.settings_from!r} is not 'jobs[:variable]' or 'wes[:variable]'")
+        raw = await sync_to_async(Variable.get)(variable or default, default=None)
+        config = model.model_validate_json(raw) if raw else model()
+        if kind == "jobs":
+            self.search_prefix = f"{config.namespace}-"
+        else:
+            self.workspace_id = config.seqera_workspace_id
         self.seqera_conn_id = config.seqera_conn_id
         self.poll_interval = float(config.poll_interval_seconds)
         self.timeout_seconds = float(config.timeout_seconds)
         self.deployed_timeout_seconds = float(config.deployed_timeout_seconds)
-        self.search_prefix = f"{config.namespace}-"
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
@@ -221,13 +232,13 @@ class SeqeraRunTrigger(BaseTrigger):
             "search_prefix": self.search_prefix,
             "page_size": self.page_size,
             "end_task": self.end_task,
-            "jobs_config_variable": self.jobs_config_variable,
+            "settings_from": self.settings_from,
         }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            if self.jobs_config_variable:
-                await self._read_jobs_config()
+            if self.settings_from:
+                await self._read_settings()
             self._settle()
         except Exception as exc:  # noqa: BLE001 - a bad argument or setting is a clear Failed, not a crash
             yield self._end(self._failed(None, f"the wait could not start: {type(exc).__name__}: {exc}", "config",
