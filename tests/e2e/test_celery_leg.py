@@ -74,6 +74,12 @@ def test_lifecycle_on_postgres_redis_celery(tmp_path):
             ok, bad = (JobNames(NAMESPACE, o.job_id).run_name for o in outcomes)
             assert events[ok] == ["Requested", "Created", "Deployed", "Succeeded"]
             assert events[bad] == ["Requested", "Created", "Deployed", "Failed"]  # exactly once each
+            # Each wait started and ended in the triggerer: it has a trigger log and no worker
+            # ever ran it (a worker's try writes attempt=<n>.log).
+            for o in outcomes:
+                wait_logs = sorted(p.name for p in (airflow.home / "logs" / "dag_id=job_run" / f"run_id={o.run_id}"
+                                                    / "task_id=wait_for_seqera").glob("attempt=*"))
+                assert wait_logs and all(".trigger." in n for n in wait_logs), (o.run_id, wait_logs)
 
             # A person cancels a waiting job: Failed is sent, Seqera's run is cancelled, buckets go,
             # and the run reports failed, never success (docs/airflow-behaviour.md: cancel and teardown).
