@@ -5,7 +5,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS, run_timeout
-from hatchway.domain.wes_tasks import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_WAIT, WES_DAG_ID
+from hatchway.domain.wes_tasks import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_USAGE, TASK_WAIT, WES_DAG_ID
 from hatchway.notifiers.notice import NoticeNotifier
 from hatchway.operators.container import TASK_BUILD, BuildContainerOperator
 from hatchway.operators.wes import (
@@ -13,6 +13,7 @@ from hatchway.operators.wes import (
     HarvestOutputsOperator,
     LaunchWorkflowOperator,
     PrepareRunOperator,
+    RecordUsageOperator,
     StopWorkflowOperator,
     WaitForWorkflowOperator,
 )
@@ -48,7 +49,8 @@ starts the workflow on Seqera Platform in the executing workspace, `wait_for_wor
 in the triggerer, `harvest_outputs` writes STAC Items into the calling workspace's
 `processing-results/<run id>/` catalog. The teardowns always run, also after a failure or a
 cancel (`POST /runs/{id}/cancel` marks this run failed): `stop_workflow` cancels a live Seqera
-run, `clean_work` removes the run's area in the executing workspace, except when the harvest
+run, `record_usage` records what the run used and its estimated cost in Hatchway's store
+(charged to the executing workspace and its cost centre), `clean_work` removes the run's area in the executing workspace, except when the harvest
 started and did not finish: then the outputs stay there (the task log and the WES run log name
 the `s3://` URL) and clearing `harvest_outputs` with its downstream finishes the job.
 The launch tags the run with the executing workspace's provisioned cost centre (none if the
@@ -66,6 +68,9 @@ workspace has no record).
     ended = NoticeNotifier("hatchway.notifiers.notices.wes_run_notice")  # mail/webhook, as the workspace asks
     clean = CleanWorkOperator(task_id=TASK_CLEAN, on_success_callback=ended, on_failure_callback=ended)
 
-    chain(prepare, build, launch, wait, harvest, stop, clean)
+    usage = RecordUsageOperator(task_id=TASK_USAGE)
+
+    chain(prepare, build, launch, wait, harvest, stop, usage, clean)
     stop.as_teardown(setups=prepare)
+    usage.as_teardown(setups=prepare)
     clean.as_teardown(setups=prepare)

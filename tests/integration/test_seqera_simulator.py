@@ -95,6 +95,12 @@ def test_every_route_and_state_answers_per_spec(sim, api, spec, spec_dict):
         resp = api.get(f"/workflow/{run_id}", params={"workspaceId": WS, "attributes": "labels"})
         assert resp.status_code == 200
         check_answer(spec, resp)
+        tasks = api.get(f"/workflow/{run_id}/tasks", params={"workspaceId": WS, "max": 10, "offset": 0})
+        assert tasks.status_code == 200
+        check_answer(spec, tasks)
+        statuses = [element["task"]["status"] for element in tasks.json()["tasks"]]
+        assert statuses == {"st-succeed": ["COMPLETED"], "st-fail": ["FAILED"], "st-cancel": ["ABORTED"],
+                            "st-unknown": ["COMPLETED"], "st-running": ["RUNNING"]}.get(name, []), name
     assert api.get(f"/workflow/{ids['st-hidden']}", params={"workspaceId": WS}).json()["workflow"]["status"] \
         == "SUBMITTED"
 
@@ -207,13 +213,14 @@ def test_hook_requests_follow_the_spec(sim, spec):
                                   {"target_build": "GRCh38", "n": 2}, "s3://bucket/work/spec-run")
         hook.list_workflows(search="spec-", max=10, offset=0)
         hook.get_workflow(workflow_id)
+        hook.list_tasks(workflow_id)
         hook.cancel(workflow_id)
         hook.find_workflow("spec-run", workspace_id=WS)
     finally:
         hook.close()
     recorded = sim.requests()
     assert {r["route"] for r in recorded} == {"GET /workflow", "POST /workflow/launch", "GET /workflow/{workflowId}",
-                                              "POST /workflow/{workflowId}/cancel"}
+                                              "GET /workflow/{workflowId}/tasks", "POST /workflow/{workflowId}/cancel"}
     violations = []
     for r in recorded:
         req = _mock_request(sim.url, r["method"], r["path"], r["query"], {
@@ -228,3 +235,28 @@ def test_hook_requests_follow_the_spec(sim, spec):
     assert launch == {"computeEnvId": sim.compute_env_id, "pipeline": "https://github.com/pgscatalog/pgsc_calc",
                       "revision": "v2.0.0", "runName": "spec-run", "workDir": "s3://bucket/work/spec-run",
                       "paramsText": json.dumps({"n": 2, "target_build": "GRCh38"}, sort_keys=True)}
+
+
+def test_tasks_page_and_add_up_to_the_progress_load(sim, api, spec):
+    """A run of 120 tasks lists them in pages; the ended run's load sums what its tasks list."""
+    specs = [{"cpus": 1 + n % 4, "memory_gib": 2.0 * (1 + n % 3), "minutes": 1.0 + n, "machine_type": "m5.xlarge",
+              "price_model": "standard" if n % 2 else "spot", "write_bytes": 1000 * n} for n in range(120)]
+    ids = sim.create_runs([{"run_name": "st-many", "workspace_id": WS,
+                            "course": {"kind": "fail", "after": 0, "tasks": specs}}])
+    run_id = ids["st-many"]
+    described = api.get(f"/workflow/{run_id}", params={"workspaceId": WS}).json()
+    assert described["workflow"]["status"] == "FAILED"
+    hook = SeqeraHook()
+    try:
+        tasks = hook.list_tasks(run_id, workspace_id=WS, page_size=50)
+    finally:
+        hook.close()
+    assert len(tasks) == 120 and len({t["taskId"] for t in tasks}) == 120
+    assert [t["status"] for t in tasks].count("FAILED") == 1 and tasks[-1]["status"] == "FAILED"
+    load = described["progress"]["workflowProgress"]
+    assert load["cpuTime"] == sum(t["cpus"] * t["realtime"] for t in tasks) == \
+        sum(s["cpus"] * s["minutes"] * 60_000 for s in specs)
+    assert load["writeBytes"] == sum(s["write_bytes"] for s in specs)
+    assert abs(load["cost"] - sum(t["cost"] for t in tasks)) < 1e-3
+    pages = [r for r in sim.requests() if r["route"] == "GET /workflow/{workflowId}/tasks"]
+    assert len(pages) == 3  # 50 + 50 + 20

@@ -410,3 +410,50 @@ def test_a_retried_submission_with_an_idempotency_key_gets_the_same_run(door):
     assert changed.status_code == 400 and "Idempotency-Key" in changed.json()["msg"]
     assert submit(alice, "").status_code == 400 and submit(alice, "x" * 300).status_code == 400
     assert store.count_runs() == before + 2
+
+
+def test_a_workspace_reads_its_own_usage_by_time_and_no_other_workspace_does(door):
+    from datetime import datetime, timedelta, timezone
+
+    from hatchway.domain.usage import Usage
+    from hatchway.store import UsageRecord
+
+    _, _, people, store = door
+    alice, bob = people["alice"], people["bob"]
+    resp = alice.run("hatchway://alice/hello", {"greeting": "costed"})
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["run_id"]
+    record = store.get_run(run_id)
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    for n in range(30):  # what the runs' record_usage teardowns wrote: one run ending each day of November
+        ours = n == 5
+        store.record_usage(UsageRecord(
+            dag_id=record.dag_id if ours else "wes_run", dag_run_id=record.dag_run_id if ours else f"wes__old{n}",
+            run_id=run_id if ours else f"old{n}", executing_workspace="alice", calling_workspace="alice",
+            cost_center="cc-7", state="SUCCEEDED", started_at=day + timedelta(days=n, hours=-1),
+            ended_at=day + timedelta(days=n),
+            usage=Usage(engine="nextflow", cpu_hours=2.0, memory_gib_hours=8.0, wall_seconds=3600, task_count=2,
+                        failed_tasks=0, estimated_cost=0.25, currency="USD")))
+    usage_url = f"{alice.base}/workspaces/alice/usage"
+    week = requests.get(usage_url, params={"from": "2026-11-05", "to": "2026-11-12T00:00:00Z"},
+                        headers=alice.headers, timeout=10)
+    assert week.status_code == 200, week.text
+    body = week.json()
+    assert [r["ended_at"] for r in body["runs"]] == [f"2026-11-{d:02d}T00:00:00Z" for d in range(5, 12)]
+    assert body["totals"] == {"runs": 7, "cpu_hours": 14.0, "memory_gib_hours": 56.0, "task_count": 14,
+                              "work_bytes": 0, "results_bytes": 0, "estimated_cost": 1.75}
+    assert (body["currency"], body["basis"], body["from"]) == ("USD", "estimate", "2026-11-05T00:00:00Z")
+    assert requests.get(usage_url, headers=alice.headers, timeout=10).json()["totals"]["runs"] == 30
+
+    # Bob's token: alice's usage does not exist for him, as a workspace nobody has.
+    theirs = requests.get(usage_url, headers=bob.headers, timeout=10)
+    nobody = requests.get(f"{bob.base}/workspaces/nobody-here/usage", headers=bob.headers, timeout=10)
+    assert theirs.status_code == nobody.status_code == 404 and theirs.json() == nobody.json()
+    assert requests.get(f"{bob.base}/workspaces/bob/usage", headers=bob.headers, timeout=10).json()["runs"] == []
+    for bad in ({"from": "last tuesday"}, {"from": "2026-11-12", "to": "2026-11-05"}):
+        wrong = requests.get(usage_url, params=bad, headers=alice.headers, timeout=10)
+        assert wrong.status_code == 400 and ("ISO 8601" in wrong.json()["msg"] or "before" in wrong.json()["msg"])
+
+    # The run's WES log carries its usage.
+    log = alice.get(f"/runs/{run_id}").json()
+    assert log["outputs"]["usage"]["estimated_cost"] == 0.25 and log["outputs"]["usage"]["cost_center"] == "cc-7"

@@ -149,6 +149,71 @@ def test_a_run_whose_workflow_failed_leaves_nothing_behind(wes, sim):
     assert keys(wes.s3, conf.run_prefix) == []
 
 
+# -- usage and estimated cost ------------------------------------------------------------------
+TASKS = [{"process": "ALIGN", "cpus": 4, "memory_gib": 8.0, "minutes": 30.0, "machine_type": "m5.xlarge",
+          "price_model": "spot"},
+         {"process": "CALL", "cpus": 2, "memory_gib": 6.0, "minutes": 60.0, "machine_type": "r9.weird",
+          "price_model": "standard"}]
+
+
+@pytest.fixture
+def usage_store(tmp_path, monkeypatch):
+    from hatchway.store import Store
+
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    monkeypatch.setenv("HATCHWAY_DB_URL", url)
+    store = Store(url)
+    yield store
+    store.dispose()
+
+
+def test_a_run_records_its_usage_and_estimated_cost_against_the_executing_workspace(wes, sim, usage_store):
+    from hatchway.domain.usage import PriceTable, seqera_tasks, task_cost
+
+    provision_record(wes.s3, "alice", cost_center="cc-42")
+    conf = wes_conf(executing="alice", calling="bob")
+    sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS, tasks=TASKS)
+    work = b"x" * 5000
+    wes.s3.put_object(Bucket=BUCKET, Key=f"{conf.run_prefix}work/ab/cd/.command.log", Body=work)
+    run = run_wes(conf)
+    assert run.state == "success", task_states(run)
+
+    [record] = usage_store.usage_of("alice")
+    assert usage_store.usage_of("bob") == []  # the caller is named, the executing workspace pays
+    assert (record.run_id, record.calling_workspace, record.cost_center, record.state) == \
+        (conf.run_id, "bob", "cc-42", "SUCCEEDED")
+    usage = record.usage
+    assert usage.cpu_hours == pytest.approx(4 * 0.5 + 2 * 1.0)
+    assert usage.memory_gib_hours == pytest.approx(8 * 0.5 + 6 * 1.0)
+    assert (usage.task_count, usage.failed_tasks, usage.basis) == (2, 0, "estimate")
+    assert usage.results_bytes == sum(len(text.encode()) for text in OUTPUTS.values())
+    assert usage.work_bytes == len(work)
+    # Ours from the default table: ALIGN on a priced m5.xlarge (spot), CALL on an unknown type per unit.
+    [sim_run] = [r for r in sim.runs() if r["runName"] == conf.engine_run_name]
+    table = PriceTable()
+    expected = sum(task_cost(t, table)[0] for t in seqera_tasks(
+        [{"name": s["process"], "status": "COMPLETED", "cpus": s["cpus"], "memory": int(s["memory_gib"] * 2**30),
+          "realtime": int(s["minutes"] * 60_000), "machineType": s["machine_type"], "priceModel": s["price_model"]}
+         for s in TASKS]))
+    assert usage.estimated_cost == pytest.approx(expected, rel=1e-3)
+    assert usage.priced_by == {"m5.xlarge": 1, "unit": 1}
+    assert usage.engine_cost and usage.engine_cost != usage.estimated_cost  # Seqera's own, kept beside ours
+    assert sim_run["status"] == "SUCCEEDED"
+    assert xcom_values(run)["record_usage:return_value"]["estimated_cost"] == usage.estimated_cost
+
+
+def test_a_failed_run_records_what_it_used_until_it_failed(wes, sim, usage_store):
+    conf = wes_conf()
+    sim.set_course(conf.engine_run_name, "fail", after=1, tasks=TASKS)
+    run = run_wes(conf)
+    assert run.state == "failed"
+    assert task_states(run)["record_usage"] == "success"
+    [record] = usage_store.usage_of("alice")
+    assert (record.state, record.cost_center) == ("FAILED", None)  # no workspace record: no made-up centre
+    assert (record.usage.task_count, record.usage.failed_tasks) == (2, 1)
+    assert keys(wes.s3, conf.run_prefix) == []  # counted, then cleaned
+
+
 # -- a container block: built on Wave before the launch --------------------------------------
 def test_a_run_with_packages_launches_with_the_built_image_in_its_config(wes, sim, wave):
     conf = wes_conf().model_copy(update={"container": {"packages": ["samtools=1.19"]}})

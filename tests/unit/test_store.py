@@ -26,13 +26,14 @@ from sqlalchemy import create_engine, inspect as sa_inspect, make_url, text
 from hatchway_dev.airflow import Postgres
 from hatchway_dev.process import StackError
 from hatchway.domain.access import AccessPolicy, WorkflowDeploy
-from hatchway.store import Conflict, NotAllowed, NotFound, RunRecord, Store
+from hatchway.store import Conflict, NotAllowed, NotFound, RunRecord, Store, UsageRecord
 from hatchway.store.models import Base
 from hatchway.store.store import MIGRATE_LOCK_ID, VERSION_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_TIME = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-TABLES = {"hatchway_workspaces", "hatchway_members", "hatchway_workflows", "hatchway_runs", VERSION_TABLE}
+TABLES = {"hatchway_workspaces", "hatchway_members", "hatchway_workflows", "hatchway_runs", "hatchway_usage",
+          VERSION_TABLE}
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_migrate_twice_is_a_no_op(url):
     Store(url).migrate()
     again = Store(url)
     again.migrate()
-    assert schema_version(url) == ["0001"]
+    assert schema_version(url) == ["0002"]
     assert TABLES <= set(sa_inspect(again.engine).get_table_names())
     again.dispose()
 
@@ -105,7 +106,7 @@ def test_concurrent_migrations_do_not_crash(url):
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert schema_version(url) == ["0001"]
+    assert schema_version(url) == ["0002"]
     for s in stores:
         s.dispose()
 
@@ -128,7 +129,7 @@ def test_processes_starting_together_all_migrate(url):
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     holder.dispose()
     assert results == [(0, "")] * 3
-    assert schema_version(url) == ["0001"]
+    assert schema_version(url) == ["0002"]
 
 
 def test_from_env_prefers_hatchway_db_url_then_airflow_home(monkeypatch, tmp_path):
@@ -329,3 +330,53 @@ def test_store_behaves_the_same_on_postgresql_15(tmp_path):
     finally:
         admin.dispose()
         server.stop()
+
+
+# -- usage
+def usage_record(dag_run_id: str, workspace: str = "lab-a", ended: datetime = BASE_TIME, cost: float = 1.0,
+                 **changes) -> UsageRecord:
+    from hatchway.domain.usage import Usage
+
+    usage = Usage(engine="nextflow", cpu_hours=2.0, memory_gib_hours=8.0, wall_seconds=3600, task_count=3,
+                  failed_tasks=0, estimated_cost=cost, currency="USD")
+    return UsageRecord(dag_id="wes_run", dag_run_id=dag_run_id, run_id=dag_run_id.removeprefix("wes__"),
+                       executing_workspace=workspace, cost_center="cc-1", state="COMPLETE",
+                       started_at=ended - timedelta(hours=1), ended_at=ended, usage=usage, **changes)
+
+
+def test_recording_usage_twice_keeps_one_row_with_the_last_figures(store):
+    store.record_usage(usage_record("wes__r1", cost=1.0))
+    store.record_usage(usage_record("wes__r1", cost=2.5))  # a retried task records again
+    rows = store.usage_of("lab-a")
+    assert [(r.dag_run_id, r.usage.estimated_cost) for r in rows] == [("wes__r1", 2.5)]
+    assert store.spent("lab-a") == 2.5
+
+
+def test_usage_of_a_workspace_between_two_times_and_no_other_workspace(store):
+    for n in range(48):  # one run ending every hour for two days, in two workspaces
+        store.record_usage(usage_record(f"wes__a{n}", ended=BASE_TIME + timedelta(hours=n), cost=0.5))
+        store.record_usage(usage_record(f"wes__b{n}", workspace="lab-b", ended=BASE_TIME + timedelta(hours=n)))
+    day_two = store.usage_of("lab-a", BASE_TIME + timedelta(hours=24), BASE_TIME + timedelta(hours=48))
+    assert [r.run_id for r in day_two] == [f"a{n}" for n in range(24, 48)]
+    assert {r.executing_workspace for r in day_two} == {"lab-a"}
+    assert store.spent("lab-a", BASE_TIME + timedelta(hours=24)) == pytest.approx(12.0)
+    assert store.spent("lab-c") == 0.0
+
+
+def test_concurrent_recordings_of_one_run_leave_one_row(store):
+    start, errors = threading.Barrier(6), []
+
+    def record(cost: float) -> None:
+        start.wait()
+        try:
+            store.record_usage(usage_record("wes__same", cost=cost))
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=record, args=(float(n),)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(store.usage_of("lab-a")) == 1

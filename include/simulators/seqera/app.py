@@ -70,6 +70,7 @@ class CourseBody(BaseModel):
     exit_status: int = 12
     error_report: str | None = None
     outputs: dict[str, str] | None = None
+    tasks: list[dict[str, Any]] | None = None
 
 
 class FaultBody(BaseModel):
@@ -246,6 +247,19 @@ def create_app(token: str, *, forbidden_workspaces: tuple[int, ...] = (), max_pa
             answer.update(workspaceId=workspace_id, workspaceName=f"workspace-{workspace_id}")
         state.log_answer(request.state.route, workspace_id, 200)
         return answer
+
+    @api.get("/workflow/{workflowId}/tasks")
+    async def list_tasks(request: Request, workflowId: str, max: str | None = Query(None),
+                         offset: str | None = None):
+        workspace_id, run = visible_run(request, workflowId)
+        size = _int_or_none(max, "max")
+        start = _int_or_none(offset, "offset") or 0
+        size = DEFAULT_MAX if size is None else size
+        if size < 0 or start < 0:
+            raise _SimError(400, "max and offset must be >= 0")
+        tasks = run.tasks()
+        state.log_answer(request.state.route, workspace_id, 200)
+        return {"tasks": [{"task": task} for task in tasks[start:start + size]], "total": len(tasks)}
 
     @api.post("/workflow/{workflowId}/cancel")
     async def cancel(request: Request, workflowId: str, force: str | None = None):

@@ -38,6 +38,13 @@ DEFAULT_ERROR_REPORT = (
     "  12\n"
 )
 _ID_CHARS = string.ascii_letters + string.digits
+# A task of a run whose course names none: what a small nf-core process asks of AWS Batch.
+DEFAULT_TASK: dict[str, Any] = {"process": "PGSC_CALC:PGSC_CALC_APPLY:PLINK2_SCORE", "cpus": 2, "memory_gib": 4.0,
+                                "minutes": 10.0, "machine_type": "m5.large", "price_model": "spot",
+                                "write_bytes": 1 << 20}
+# What the simulator charges per hour of a whole instance (Seqera prices tasks from the cloud's list).
+SIM_HOURLY = {("m5.large", "spot"): 0.035, ("m5.large", "standard"): 0.096,
+              ("m5.xlarge", "spot"): 0.07, ("m5.xlarge", "standard"): 0.192}
 
 
 def _iso(ts: float) -> str:
@@ -57,6 +64,10 @@ class Course:
     :param error_report: ``errorReport`` of a failed run (multi-line).
     :param outputs: files a succeeding run writes under its ``outdir`` param (relative path ->
         text), as a pipeline's publishDir would; written once, when the run reaches SUCCEEDED.
+    :param tasks: the run's tasks as ``GET /workflow/{id}/tasks`` lists them once it ended, each
+        ``{"process", "cpus", "memory_gib", "minutes", "machine_type", "price_model",
+        "write_bytes"}`` (any left out: :data:`DEFAULT_TASK`'s); ``None``: one default task. A
+        failed run's last task FAILED, a cancelled run's ABORTED.
     """
 
     kind: str = "succeed"
@@ -65,8 +76,13 @@ class Course:
     exit_status: int = 12
     error_report: str = DEFAULT_ERROR_REPORT
     outputs: dict[str, str] | None = None
+    tasks: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
+        for task in self.tasks or []:
+            unknown = set(task) - set(DEFAULT_TASK)
+            if unknown:
+                raise ValueError(f"unknown task fields {sorted(unknown)}; known: {sorted(DEFAULT_TASK)}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown course kind {self.kind!r}; one of {KINDS}")
         if self.after < 0 or self.submitted_polls < 0:
@@ -199,7 +215,46 @@ class Run:
         load["succeeded"] = done
         load["running"] = 1 if self.status == "RUNNING" else 0
         load["failed"] = 1 if self.status == "FAILED" else 0
+        if self.status in TERMINAL and self.start is not None:
+            tasks = self.tasks()
+            load["cpuTime"] = sum(t["cpus"] * t["realtime"] for t in tasks)  # cpu-milliseconds, as Seqera
+            load["memoryReq"] = sum(t["memory"] for t in tasks)
+            load["writeBytes"] = sum(t["writeBytes"] for t in tasks)
+            load["cost"] = round(sum(t["cost"] for t in tasks), 6)
         return {"workflowProgress": load, "processesProgress": [], "totalProcesses": 1}
+
+    def task_specs(self) -> list[dict[str, Any]]:
+        return [{**DEFAULT_TASK, **task} for task in (self.course.tasks or [{}])]
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """``Task`` objects of the spec: none before the run starts; all ended once the run has."""
+        if self.start is None:
+            return []
+        specs = self.task_specs()
+        out = []
+        for number, spec in enumerate(specs, start=1):
+            realtime = int(spec["minutes"] * 60_000)
+            task: dict[str, Any] = {
+                "taskId": number, "hash": f"{number:02x}/{self.id[:6].lower()}", "process": spec["process"],
+                "name": f"{spec['process']} ({number})", "tag": str(number), "attempt": 1,
+                "executor": "awsbatch", "cpus": spec["cpus"], "memory": int(spec["memory_gib"] * 2**30),
+                "machineType": spec["machine_type"], "priceModel": spec["price_model"],
+                "workdir": f"{self.work_dir or '/work'}/{number:02x}/{self.id.lower()}",
+                "submit": _iso(self.start), "dateCreated": _iso(self.start),
+            }
+            if self.status not in TERMINAL:
+                task.update(status="RUNNING", start=_iso(self.start))
+            else:
+                last = number == len(specs)
+                status = {"FAILED": "FAILED", "CANCELLED": "ABORTED"}.get(self.status, "COMPLETED") if last \
+                    else "COMPLETED"
+                hourly = SIM_HOURLY.get((spec["machine_type"], spec["price_model"]), 0.05)
+                task.update(status=status, start=_iso(self.start), complete=_iso(self.start + realtime / 1000),
+                            realtime=realtime, duration=realtime, writeBytes=spec["write_bytes"],
+                            cost=round(hourly * realtime / 3_600_000, 6),
+                            exit=self.course.exit_status if status == "FAILED" else 0)
+            out.append(task)
+        return out
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "runName": self.run_name, "workspaceId": self.workspace_id, "status": self.status,

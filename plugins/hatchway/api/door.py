@@ -193,6 +193,34 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _when(text: str | None, name: str) -> datetime | None:
+    """A ``from``/``to`` query value: an ISO 8601 date (midnight UTC) or date-time (UTC if naive)."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DoorError(400, f"{name!r} must be an ISO 8601 date or date-time, e.g. 2026-12-01 or "
+                             f"2026-12-01T00:00:00Z (got {text[:40]!r})") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def usage_report(workspace: str, records: list, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    """The usage route's answer: totals, then every run (oldest first)."""
+    currencies = sorted({r.usage.currency for r in records})
+    totals = {"runs": len(records), "cpu_hours": 0.0, "memory_gib_hours": 0.0, "task_count": 0,
+              "work_bytes": 0, "results_bytes": 0, "estimated_cost": 0.0}
+    for r in records:
+        for key in ("cpu_hours", "memory_gib_hours", "task_count", "work_bytes", "results_bytes", "estimated_cost"):
+            totals[key] += getattr(r.usage, key)
+    totals = {k: round(v, 6) if isinstance(v, float) else v for k, v in totals.items()}
+    return {"workspace": workspace, "from": _iso(start), "to": _iso(end), "basis": "estimate",
+            "currency": currencies[0] if len(currencies) == 1 else currencies or None, "totals": totals,
+            "runs": [{"run_id": r.run_id, "dag_id": r.dag_id, "state": r.state, "calling_workspace": r.calling_workspace,
+                      "cost_center": r.cost_center, "started_at": _iso(r.started_at), "ended_at": _iso(r.ended_at),
+                      **r.usage.model_dump(mode="json")} for r in records]}
+
+
 def _error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"msg": msg, "status_code": status}, status_code=status, headers=headers)
 
@@ -401,6 +429,9 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             outputs = wes_wdl.outputs(wdl_runs, record)
         elif state == WesState.COMPLETE:
             outputs = {"stac_catalog": catalog_url(d.bucket, record.calling_workspace, record.run_id)}
+        used = d.store.get_usage(record.dag_id, record.dag_run_id)
+        if used is not None:  # recorded by the run's record_usage teardown, whatever its end
+            outputs["usage"] = {**used.usage.model_dump(mode="json"), "cost_center": used.cost_center}
         return {"run_id": record.run_id, "request": request_body, "state": state.value, "run_log": run_log,
                 "task_logs_url": str(request.url_for("list_tasks", run_id=record.run_id)), "outputs": outputs}
 
@@ -455,6 +486,20 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
         if record.dag_id == CROMWELL_DAG_ID:
             return wes_wdl.task_logs(d, record)
         return _task_logs(d.runs.view(record.dag_run_id))
+
+    # -- usage -----------------------------------------------------------------------------
+    @app.get("/workspaces/{workspace}/usage")
+    def workspace_usage(workspace: str, request: Request):
+        """What the workspace's runs used and their estimated cost, for runs that ended in
+        ``[from, to)`` (ISO 8601 dates or times; default: all). Only the workspace's own token
+        sees it: any other workspace hears 404, as for a workspace that does not exist."""
+        d, caller = authenticate(request)
+        if workspace != caller.workspace:
+            raise _not_found("workspace")
+        start, end = (_when(request.query_params.get(name), name) for name in ("from", "to"))
+        if start and end and start >= end:
+            raise DoorError(400, "'from' must be before 'to'")
+        return usage_report(workspace, d.store.usage_of(workspace, start, end), start, end)
 
     # -- workflows -------------------------------------------------------------------------
     @app.post("/workspaces/{workspace}/workflows", status_code=201)

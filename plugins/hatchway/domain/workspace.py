@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hatchway.domain import names
 from hatchway.domain.names import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
+from hatchway.domain.usage import PriceTable
 
 TAG_WORKSPACE = "hatchway:workspace"
 TAG_OWNER = "hatchway:owner"
@@ -73,6 +74,8 @@ class PlatformConfig(BaseModel):
     orphan_grace_hours: float = Field(
         1, ge=0, description="a tagged resource younger than this is never an orphan (a provision in flight)")
     cost_tag_key: str = "hatchway:cost-center"
+    price_table: PriceTable = Field(default_factory=PriceTable,
+                                    description="prices of the usage estimates (hatchway.domain.usage)")
     iam_quotas: dict[Literal["Policies", "Roles", "Users"], int] = Field(
         default_factory=dict, description="IAM quotas the account was granted (Service Quotas) where IAM's "
                                           "GetAccountSummary still reports the default, e.g. {\"Policies\": 5000}")

@@ -303,6 +303,19 @@ class SeqeraHook(rest.HttpClients, BaseHook):
         """``GET /workflow/{workflowId}``: the ``DescribeWorkflowResponse``."""
         return self._request("GET", f"/workflow/{workflow_id}", workspace_id=self._workspace(workspace_id))
 
+    def list_tasks(self, workflow_id: str, workspace_id: int | None = None, *,
+                   page_size: int = DEFAULT_PAGE_SIZE) -> list[dict[str, Any]]:
+        """``GET /workflow/{workflowId}/tasks``, every page: the run's ``Task`` objects."""
+        tasks: list[dict[str, Any]] = []
+        for _ in range(MAX_PAGES):
+            page = self._request("GET", f"/workflow/{workflow_id}/tasks", workspace_id=self._workspace(workspace_id),
+                                 params={"max": page_size, "offset": len(tasks)})
+            items = [element.get("task") or {} for element in page.get("tasks") or []]
+            tasks.extend(items)
+            if not items or len(tasks) >= int(page.get("total") or 0):
+                return tasks
+        raise SeqeraError(f"GET /workflow/{workflow_id}/tasks: more than {MAX_PAGES} pages")
+
     def cancel(self, workflow_id: str, workspace_id: int | None = None) -> None:
         """``POST /workflow/{workflowId}/cancel``."""
         self._request("POST", f"/workflow/{workflow_id}/cancel", workspace_id=self._workspace(workspace_id),

@@ -169,6 +169,52 @@ class HarvestOutputsOperator(WesOperator):
         return result.catalog_url
 
 
+class RecordUsageOperator(WesOperator):
+    """Teardown: record what the run used and its estimated cost in Hatchway's store.
+
+    Runs on success, failure and cancel, before ``clean_work`` removes the run's area (whose
+    bytes it counts). Usage is charged to the executing workspace and its cost centre; a retry
+    replaces the recording. Returns the usage (figures only) for the task's XCom.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from hatchway.domain.wes import outputs_prefix, run_prefix
+        from hatchway.hooks.seqera import SeqeraHook
+        from hatchway.store import Store, UsageRecord
+        from hatchway.usage.runs import area_bytes, seqera_run_usage
+        from hatchway.workspace.provision import read_record
+
+        conf = self.conf(context)
+        config, clients = self.platform
+        s3 = S3Hook(aws_conn_id=self.settings.aws_conn_id).get_conn()
+        stored, outputs = area_bytes(s3, conf.bucket, run_prefix(conf.executing, conf.run_id),
+                                     split=outputs_prefix(conf.executing, conf.run_id))
+        hook = SeqeraHook(self.settings.seqera_conn_id)
+        try:
+            usage, seen = seqera_run_usage(hook, conf.engine_run_name, config.price_table,
+                                           workspace_id=self.settings.seqera_workspace_id,
+                                           work_bytes=stored - outputs, results_bytes=outputs)
+        finally:
+            hook.close()
+        record = read_record(clients, config, conf.executing)
+        store = Store.from_env()
+        try:
+            store.migrate()  # a no-op once the door has started; a worker may record first
+            store.record_usage(UsageRecord(
+                dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=conf.run_id,
+                executing_workspace=conf.executing, calling_workspace=conf.calling,
+                cost_center=record.cost_center if record else None, state=seen["state"],
+                started_at=seen["started_at"], ended_at=seen["ended_at"], usage=usage))
+        finally:
+            store.dispose()
+        self.log.info("run %s (%s): %.2f CPU-hours, %.2f GiB-hours, %d tasks, estimated %.4f %s", conf.run_id,
+                      seen["state"], usage.cpu_hours, usage.memory_gib_hours, usage.task_count,
+                      usage.estimated_cost, usage.currency)
+        return usage.model_dump(mode="json")
+
+
 class StopWorkflowOperator(WesOperator):
     """Teardown: cancel the Seqera run if it is still live (after a failure or a cancel)."""
 

@@ -1,4 +1,4 @@
-"""Hatchway's own relational store (SQLAlchemy + Alembic): workspaces, workflows, WES runs."""
+"""Hatchway's own relational store (SQLAlchemy + Alembic): workspaces, workflows, WES runs, usage."""
 
 from hatchway.store.store import (
     Conflict,
@@ -7,8 +7,9 @@ from hatchway.store.store import (
     NotFound,
     RunRecord,
     Store,
+    UsageRecord,
     Workflow,
     Workspace,
 )
 
-__all__ = ["Conflict", "Member", "NotAllowed", "NotFound", "RunRecord", "Store", "Workflow", "Workspace"]
+__all__ = ["Conflict", "Member", "NotAllowed", "NotFound", "RunRecord", "Store", "UsageRecord", "Workflow", "Workspace"]

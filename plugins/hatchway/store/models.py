@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     MetaData,
@@ -120,3 +121,25 @@ class RunRow(Base):
     outputs: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UsageRow(Base):
+    """What one Airflow run used and its estimated cost (:class:`hatchway.domain.usage.Usage`)."""
+
+    __tablename__ = "hatchway_usage"
+    # Serves "usage of a workspace between two times".
+    __table_args__ = (Index("ix_hatchway_usage_workspace_ended", "executing_workspace", "ended_at"),)
+
+    dag_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    dag_run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(250))
+    executing_workspace: Mapped[str] = mapped_column(String(63))
+    calling_workspace: Mapped[str | None] = mapped_column(String(63))
+    cost_center: Mapped[str | None] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    usage: Mapped[dict] = mapped_column(JSON)
+    estimated_cost: Mapped[float] = mapped_column(Float)
+    currency: Mapped[str] = mapped_column(String(3))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

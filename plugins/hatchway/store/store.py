@@ -30,8 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hatchway.domain import names
+from hatchway.domain.usage import Usage
 from hatchway.domain.access import AccessPolicy, Engine as WorkflowEngine, WorkflowDeploy, can_manage
-from hatchway.store.models import MemberRow, RunRow, WorkflowRow, WorkspaceRow
+from hatchway.store.models import MemberRow, RunRow, UsageRow, WorkflowRow, WorkspaceRow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Not Alembic's default "alembic_version": Airflow's own migrations use that table, and the
@@ -163,6 +164,36 @@ class RunRecord(BaseModel):
 
     _workspaces_rule = field_validator("calling_workspace", "deploying_workspace", "executing_workspace")(
         lambda cls, v: names.check_workspace_name(v))
+
+
+class UsageRecord(BaseModel):
+    """What one Airflow run used, against the workspace that ran it and its cost centre.
+
+    :param dag_id: with ``dag_run_id``, the key: a retried recording replaces, never adds.
+    :param run_id: the run as its caller knows it (the WES run id, the job name).
+    :param executing_workspace: whose compute ran it; usage is reported per executing workspace.
+    :param calling_workspace: who asked for it, when not the executing workspace.
+    :param cost_center: the executing workspace's cost centre when the run ended (None: no record).
+    :param state: the run's end state (WES states, or the job's last event).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", from_attributes=True)
+
+    dag_id: str = Field(min_length=1, max_length=250)
+    dag_run_id: str = Field(min_length=1, max_length=250)
+    run_id: str = Field(min_length=1, max_length=250)
+    executing_workspace: str = Field(min_length=1, max_length=63)
+    calling_workspace: str | None = Field(None, max_length=63)
+    cost_center: str | None = Field(None, max_length=256)
+    state: str = Field(min_length=1, max_length=32)
+    started_at: AwareDatetime | None = None
+    ended_at: AwareDatetime
+    usage: Usage
+    recorded_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def estimated_cost(self) -> float:
+        return self.usage.estimated_cost
 
 
 def make_engine(url: str) -> Engine:
@@ -515,6 +546,53 @@ class Store:
             if row.cancel_requested_at is None:
                 row.cancel_requested_at = row.updated_at = utcnow()
             return RunRecord.model_validate(row)
+
+    # -- usage
+    def record_usage(self, record: UsageRecord) -> UsageRecord:
+        """Store what a run used. Idempotent: a retried or repeated recording of the same
+        Airflow run replaces its row (the figures of the last recording win), never adds one."""
+        values = record.model_dump(exclude={"usage"})
+        values.update(usage=record.usage.model_dump(mode="json"), estimated_cost=record.usage.estimated_cost,
+                      currency=record.usage.currency)
+
+        def run(session: Session) -> UsageRecord:
+            row = session.get(UsageRow, (record.dag_id, record.dag_run_id), with_for_update=True)
+            if row is None:
+                row = UsageRow(**values)
+                session.add(row)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+            session.flush()
+            return UsageRecord.model_validate(row)
+
+        return self._upsert(run)
+
+    def usage_of(self, executing_workspace: str, start: datetime | None = None,
+                 end: datetime | None = None) -> list[UsageRecord]:
+        """The runs a workspace executed that ended in ``[start, end)``, oldest first."""
+        query = select(UsageRow).where(UsageRow.executing_workspace == executing_workspace)
+        if start is not None:
+            query = query.where(UsageRow.ended_at >= start)
+        if end is not None:
+            query = query.where(UsageRow.ended_at < end)
+        with self._read() as session:
+            return [UsageRecord.model_validate(row)
+                    for row in session.scalars(query.order_by(UsageRow.ended_at, UsageRow.dag_run_id))]
+
+    def get_usage(self, dag_id: str, dag_run_id: str) -> UsageRecord | None:
+        with self._read() as session:
+            row = session.get(UsageRow, (dag_id, dag_run_id))
+            return None if row is None else UsageRecord.model_validate(row)
+
+    def spent(self, executing_workspace: str, start: datetime | None = None) -> float:
+        """Estimated cost of the workspace's runs that ended since ``start`` (all when None), in one query."""
+        query = select(func.coalesce(func.sum(UsageRow.estimated_cost), 0.0)).where(
+            UsageRow.executing_workspace == executing_workspace)
+        if start is not None:
+            query = query.where(UsageRow.ended_at >= start)
+        with self._read() as session:
+            return float(session.scalar(query))
 
     def ping(self) -> None:
         """One round trip to the database (``SELECT 1``); raises what the driver raises."""

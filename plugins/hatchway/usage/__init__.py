@@ -1,0 +1,1 @@
+"""What runs used and cost: measured from the engines and the buckets, recorded in the store."""

@@ -1,0 +1,48 @@
+"""Measure a finished run's usage (engine figures, bytes stored) and record it in the store.
+
+Called by each lifecycle's ``record_usage`` teardown, on success, failure and cancel, before
+the run's area is removed. Recording is keyed by the Airflow run: a retry replaces the row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from hatchway.domain.usage import PriceTable, Usage, price, seqera_engine_cost, seqera_tasks
+
+
+def area_bytes(s3_client: Any, bucket: str, prefix: str, *, split: str | None = None) -> tuple[int, int]:
+    """Bytes stored under ``prefix`` (every page of the listing), and of those under ``split``."""
+    total = under = 0
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents") or []:
+            total += obj["Size"]
+            if split and obj["Key"].startswith(split):
+                under += obj["Size"]
+    return total, under
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_id: int | None = None,
+                     work_bytes: int = 0, results_bytes: int = 0,
+                     now: datetime | None = None) -> tuple[Usage, dict[str, Any]]:
+    """The usage of the Seqera run named ``run_name`` (none launched: nothing used, state
+    ``NOT_LAUNCHED``), and what is known of it: ``state``, ``started_at``, ``ended_at``."""
+    now = now or datetime.now(timezone.utc)
+    found = hook.find_workflow(run_name, workspace_id=workspace_id) or {}
+    if not found.get("id"):
+        usage = price("nextflow", [], table, wall_seconds=0, work_bytes=work_bytes, results_bytes=results_bytes)
+        return usage, {"state": "NOT_LAUNCHED", "started_at": None, "ended_at": now, "engine_run_id": None}
+    described = hook.get_workflow(found["id"], workspace_id=workspace_id)  # with its progress load
+    workflow = described.get("workflow") or found
+    tasks = seqera_tasks(hook.list_tasks(found["id"], workspace_id=workspace_id))
+    started, ended = _time(workflow.get("start")), _time(workflow.get("complete"))
+    wall = ((ended or now) - started).total_seconds() if started else 0.0
+    usage = price("nextflow", tasks, table, wall_seconds=wall, work_bytes=work_bytes, results_bytes=results_bytes,
+                  engine_cost=seqera_engine_cost(described.get("progress")))
+    return usage, {"state": workflow.get("status") or "UNKNOWN", "started_at": started, "ended_at": ended or now,
+                   "engine_run_id": found["id"]}
