@@ -16,6 +16,7 @@ from hatchway.operators.cromwell import (
     FetchSourceOperator,
     FinishRunOperator,
     PlaceOutputsOperator,
+    RecordUsageOperator,
     SubmitWorkflowOperator,
     WaitForWorkflowOperator,
 )
@@ -48,7 +49,9 @@ that commit (not the ref) with the workspace's reserved label and `hogGroup`; a 
 the workflow it submitted. `wait` waits in the triggerer, one `/query` per server per
 interval for every waiting run. `place_outputs` copies every output to the destination,
 checks each copy, then deletes the workflow's execution directory. The teardowns always run:
-`abort` aborts a live workflow (after a failure or a cancel), and `finish` fails the run
+`abort` aborts a live workflow (after a failure or a cancel), `record_usage` records what its
+calls used (runtime attributes and times from the metadata) and the estimated cost in
+Hatchway's store, and `finish` fails the run
 unless the workflow succeeded and its outputs were placed, so a cancelled run never reads
 success. With `notify_topic` set, the end (COMPLETE, EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED)
 goes to that Kafka topic. Settings: Variable `hatchway_cromwell_config` (README).
@@ -63,6 +66,9 @@ goes to that Kafka topic. Settings: Variable `hatchway_cromwell_config` (README)
     abort = AbortWorkflowOperator(task_id="abort")
     finish = FinishRunOperator(task_id="finish", on_success_callback=notify, on_failure_callback=notify)
 
-    chain(fetch, submit, wait, place, abort, finish)
+    usage = RecordUsageOperator(task_id="record_usage")
+
+    chain(fetch, submit, wait, place, abort, usage, finish)
     abort.as_teardown(setups=fetch)
+    usage.as_teardown(setups=fetch)
     finish.as_teardown(setups=fetch, on_failure_fail_dagrun=True)

@@ -134,7 +134,8 @@ def test_a_type_error_is_refused_with_file_line_and_column_before_anything_is_su
     assert run.state == "failed"
     # The setup failed, so nothing exists to abort: Airflow skips its teardowns, the run is failed.
     assert states == {"fetch_source": "failed", "submit": "upstream_failed", "wait": "upstream_failed",
-                      "place_outputs": "upstream_failed", "abort": "upstream_failed", "finish": "upstream_failed"}
+                      "place_outputs": "upstream_failed", "abort": "upstream_failed", "record_usage": "upstream_failed",
+                      "finish": "upstream_failed"}
     assert xcom_values(run)["fetch_source:refused"].splitlines()[-1] == "main.wdl:6:11: Expected Int instead of Boolean"
     assert cromwell.submissions() == [] and cromwell.calls().get("submit", 0) == 0
 
@@ -234,3 +235,31 @@ def test_each_end_is_told_on_the_notify_topic(cromwell, repo, git, kafka_cluster
     assert ends[failed["run_id"]]["state"] == "EXECUTOR_ERROR"
     assert "return code 3" in ends[failed["run_id"]]["reason"]
     assert ends[refused["run_id"]]["state"] == "EXECUTOR_ERROR" and "no-such-tag" in ends[refused["run_id"]]["reason"]
+
+
+def test_a_run_records_what_its_calls_used_from_cromwells_metadata(cromwell, repo, tmp_path, monkeypatch):
+    from hatchway.store import Store
+
+    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path / 'usage.db'}")
+    cromwell.set_course("succeed", after=1, outputs=OUTPUTS, intermediates=INTERMEDIATES, call_seconds=1800,
+                        runtime={"say": {"cpu": 4, "memory": "8 GiB", "preemptible": 1}})
+    conf = _conf(repo)
+    run = run_dag("cromwell_run", **conf)
+    assert run.state == "success", task_states(run)
+    workflow = xcom_values(run)["submit:return_value"]["workflow_id"]
+    calls = httpx.get(f"{cromwell.api_url}/{workflow}/metadata").json()["calls"]
+    assert [c["runtimeAttributes"]["memory"] for attempts in calls.values() for c in attempts] == ["8 GiB"]
+
+    store = Store(f"sqlite:///{tmp_path / 'usage.db'}")
+    try:
+        [record] = store.usage_of("alice-lab")
+    finally:
+        store.dispose()
+    usage = record.usage
+    assert (record.run_id, record.state, usage.engine, usage.task_count) == (conf["run_id"], "Succeeded", "wdl", 1)
+    assert usage.cpu_hours == pytest.approx(4 * 0.5) and usage.memory_gib_hours == pytest.approx(8 * 0.5)
+    placed = sum(o["Size"] for page in cromwell.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=DATA_BUCKET, Prefix=f"alice-lab/cromwell/{conf['run_id']}/") for o in page.get("Contents", []))
+    assert usage.results_bytes == placed > 0
+    # Spot (preemptible) capacity per unit, from the default table: 4 vCPU and 8 GiB for half an hour.
+    assert usage.estimated_cost == pytest.approx((4 * 0.0125 + 8 * 0.0017) * 0.5, rel=0.01)

@@ -74,6 +74,8 @@ class CourseBody(BaseModel):
     outputs: dict[str, Any] | None = None
     intermediates: list[Any] = []
     return_code: int | None = None
+    runtime: dict[str, dict[str, Any]] | None = None
+    call_seconds: float | None = None
 
 
 class FaultBody(BaseModel):

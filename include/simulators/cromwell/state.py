@@ -42,6 +42,9 @@ BACKEND = "AWSBatch"
 MAX_LABEL_LENGTH = 255
 UUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 DEFAULT_OUTPUTS = {"result": {"path": "call-main/execution/result.txt", "content": "ok"}}
+# What Cromwell reports for a task whose runtime section sets nothing (its own defaults).
+DEFAULT_RUNTIME = {"cpu": "1", "memory": "2 GB", "continueOnReturnCode": "0", "failOnStderr": "false",
+                   "maxRetries": "0"}
 _CALL_DIR = re.compile(r"^call-([A-Za-z0-9_]+)/")
 
 
@@ -126,6 +129,10 @@ class Course:
         for ``succeed``, 1 for ``fail``.
     :param match: which workflows take this course: ``{"label": "k:v"}`` and/or
         ``{"name": "<workflow name>"}`` (all given must match); ``None``: the default course.
+    :param runtime: runtime attributes per task name (``"*"``: every task) over Cromwell's
+        defaults (:data:`DEFAULT_RUNTIME`), reported as strings in each call's metadata.
+    :param call_seconds: how long each call reports it ran (``end - start``); ``None``: as long
+        as it really took here.
     """
 
     outcome: str = "succeed"
@@ -135,8 +142,12 @@ class Course:
     intermediates: list[Any] = field(default_factory=list)
     return_code: int | None = None
     match: dict[str, str] | None = None
+    runtime: dict[str, dict[str, Any]] | None = None
+    call_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.call_seconds is not None and self.call_seconds < 0:
+            raise ValueError("call_seconds must be >= 0")
         if self.outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {self.outcome!r}; one of {OUTCOMES}")
         if self.after < 0:
@@ -182,6 +193,10 @@ class Course:
             if m and m.group(1) not in found:
                 found.append(m.group(1))
         return found or ["main"]
+
+    def runtime_of(self, task: str) -> dict[str, str]:
+        given = self.runtime or {}
+        return {k: str(v) for k, v in {**DEFAULT_RUNTIME, **given.get("*", {}), **given.get(task, {})}.items()}
 
     def matches(self, name: str, labels: dict[str, str]) -> bool:
         if self.match is None:
@@ -243,6 +258,7 @@ class Call:
     return_code: int | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
+    runtime: dict[str, str] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         answer: dict[str, Any] = {
@@ -250,6 +266,7 @@ class Call:
             "jobId": self.job_id, "shardIndex": -1, "attempt": 1,
             "stdout": f"{self.call_root}/execution/stdout", "stderr": f"{self.call_root}/execution/stderr",
             "callRoot": self.call_root, "start": iso(self.start), "inputs": {}, "outputs": dict(self.outputs),
+            "runtimeAttributes": dict(self.runtime),
         }
         if self.end is not None:
             answer["end"] = iso(self.end)
@@ -339,8 +356,8 @@ class Workflow:
 
     def _begin(self, now: float, sink: S3Sink | None, errors: list[str]) -> None:
         self.start = now
-        self.calls = [Call(fqn=f"{self.name}.{task}", task=task, call_root=f"{self.root}/call-{task}", start=now)
-                      for task in self.course.tasks()]
+        self.calls = [Call(fqn=f"{self.name}.{task}", task=task, call_root=f"{self.root}/call-{task}", start=now,
+                           runtime=self.course.runtime_of(task)) for task in self.course.tasks()]
         for call in self.calls:
             self._write(sink, errors, f"call-{call.task}/execution/script",
                         f"#!/bin/bash\n# {call.fqn}: simulated by the Cromwell simulator\necho {call.task}\n")
@@ -348,7 +365,8 @@ class Workflow:
     def _finish_calls(self, now: float, sink: S3Sink | None, errors: list[str], failed: str | None) -> None:
         for call in self.calls:
             broken = failed is not None and call is self.calls[-1]  # a failing course fails its last call
-            call.end = now
+            seconds = self.course.call_seconds
+            call.end = now if seconds is None or call.start is None else call.start + seconds
             if broken:
                 call.execution_status, call.backend_status, call.failure = "Failed", "FAILED", failed
                 call.return_code = self.course.rc
@@ -361,6 +379,7 @@ class Workflow:
             self._write(sink, errors, f"{execution}/rc", f"{call.return_code}\n")
         for item in self.course.intermediate_files():
             self._write(sink, errors, item.path, item.content)
+        self.end = max([now] + [c.end for c in self.calls if c.end is not None])  # calls end before their workflow
 
     def _succeed(self, now: float, sink: S3Sink | None, errors: list[str]) -> None:
         self.end = now

@@ -231,6 +231,47 @@ class AbortWorkflowOperator(CromwellOperator):
             hook.close()
 
 
+class RecordUsageOperator(CromwellOperator):
+    """Teardown: record what the workflow used (its calls' runtime attributes and times, from
+    Cromwell's metadata) and its estimated cost in Hatchway's store, against the run's
+    workspace and its cost centre. Runs on success, failure and cancel; a retry replaces the
+    recording. Bytes: the outputs at the destination, and what the workflow root still holds
+    (on success the intermediates were already removed)."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.operators.workspace import load_config
+        from hatchway.usage.runs import area_bytes, cromwell_run_usage, record_run_usage, usage_line
+        from hatchway.workspace.clients import AwsClients
+        from hatchway.workspace.provision import read_record
+
+        conf = self.conf(context)
+        config = load_config()
+        clients = AwsClients.from_connection(self.settings.aws_conn_id, config.region)
+        workflow = self.submitted(context)
+        root = ""
+        hook = self.hook(context, conf) if workflow else None
+        try:
+            if hook is not None:
+                root = hook.metadata(workflow, include=["workflowRoot"]).get("workflowRoot") or ""
+            work = area_bytes(clients.s3, *_split(root))[0] if root.startswith("s3://") else 0
+            results = area_bytes(clients.s3, *_split(conf.destination_url(config.bucket)))[0]
+            usage, seen = cromwell_run_usage(hook, workflow, config.price_table, work_bytes=work,
+                                             results_bytes=results)
+        finally:
+            if hook is not None:
+                hook.close()
+        record = read_record(clients, config, conf.workspace)
+        record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=conf.run_id,
+                         executing=conf.workspace, calling=None, cost_center=record.cost_center if record else None)
+        self.log.info(usage_line(conf.run_id, usage, seen["state"]))
+        return usage.model_dump(mode="json")
+
+
+def _split(url: str) -> tuple[str, str]:
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    return bucket, prefix.rstrip("/") + "/" if prefix else ""
+
+
 class FinishRunOperator(CromwellOperator):
     """The leaf: succeed only when the workflow succeeded and its outputs were placed.
 

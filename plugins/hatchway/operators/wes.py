@@ -182,8 +182,7 @@ class RecordUsageOperator(WesOperator):
 
         from hatchway.domain.wes import outputs_prefix, run_prefix
         from hatchway.hooks.seqera import SeqeraHook
-        from hatchway.store import Store, UsageRecord
-        from hatchway.usage.runs import area_bytes, seqera_run_usage
+        from hatchway.usage.runs import area_bytes, record_run_usage, seqera_run_usage, usage_line
         from hatchway.workspace.provision import read_record
 
         conf = self.conf(context)
@@ -199,19 +198,10 @@ class RecordUsageOperator(WesOperator):
         finally:
             hook.close()
         record = read_record(clients, config, conf.executing)
-        store = Store.from_env()
-        try:
-            store.migrate()  # a no-op once the door has started; a worker may record first
-            store.record_usage(UsageRecord(
-                dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=conf.run_id,
-                executing_workspace=conf.executing, calling_workspace=conf.calling,
-                cost_center=record.cost_center if record else None, state=seen["state"],
-                started_at=seen["started_at"], ended_at=seen["ended_at"], usage=usage))
-        finally:
-            store.dispose()
-        self.log.info("run %s (%s): %.2f CPU-hours, %.2f GiB-hours, %d tasks, estimated %.4f %s", conf.run_id,
-                      seen["state"], usage.cpu_hours, usage.memory_gib_hours, usage.task_count,
-                      usage.estimated_cost, usage.currency)
+        record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=conf.run_id,
+                         executing=conf.executing, calling=conf.calling,
+                         cost_center=record.cost_center if record else None)
+        self.log.info(usage_line(conf.run_id, usage, seen["state"]))
         return usage.model_dump(mode="json")
 
 

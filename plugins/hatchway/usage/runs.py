@@ -46,3 +46,45 @@ def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_i
                   engine_cost=seqera_engine_cost(described.get("progress")))
     return usage, {"state": workflow.get("status") or "UNKNOWN", "started_at": started, "ended_at": ended or now,
                    "engine_run_id": found["id"]}
+
+
+def cromwell_run_usage(hook: Any, workflow_id: str | None, table: PriceTable, *, work_bytes: int = 0,
+                       results_bytes: int = 0, now: datetime | None = None) -> tuple[Usage, dict[str, Any]]:
+    """The usage of a Cromwell workflow from its metadata (sub-workflows expanded); none
+    submitted: nothing used, state ``NOT_SUBMITTED``."""
+    from hatchway.domain.usage import cromwell_tasks
+
+    now = now or datetime.now(timezone.utc)
+    if not workflow_id:
+        usage = price("wdl", [], table, wall_seconds=0, work_bytes=work_bytes, results_bytes=results_bytes)
+        return usage, {"state": "NOT_SUBMITTED", "started_at": None, "ended_at": now, "engine_run_id": None}
+    metadata = hook.metadata(workflow_id, expand_subworkflows=True)
+    started, ended = _time(metadata.get("start")), _time(metadata.get("end"))
+    wall = ((ended or now) - started).total_seconds() if started else 0.0
+    usage = price("wdl", cromwell_tasks(metadata), table, wall_seconds=wall, work_bytes=work_bytes,
+                  results_bytes=results_bytes)
+    return usage, {"state": metadata.get("status") or "Unknown", "started_at": started, "ended_at": ended or now,
+                   "engine_run_id": workflow_id}
+
+
+def record_run_usage(usage: Usage, seen: dict[str, Any], *, dag_id: str, dag_run_id: str, run_id: str,
+                     executing: str, calling: str | None, cost_center: str | None) -> None:
+    """Write the run's usage to Hatchway's store (``$HATCHWAY_DB_URL``), replacing an earlier
+    recording of the same Airflow run. Migrates first: a worker may record before the door
+    has ever started (a no-op once the schema is current)."""
+    from hatchway.store import Store, UsageRecord
+
+    store = Store.from_env()
+    try:
+        store.migrate()
+        store.record_usage(UsageRecord(dag_id=dag_id, dag_run_id=dag_run_id, run_id=run_id,
+                                       executing_workspace=executing, calling_workspace=calling,
+                                       cost_center=cost_center, state=seen["state"], started_at=seen["started_at"],
+                                       ended_at=seen["ended_at"], usage=usage))
+    finally:
+        store.dispose()
+
+
+def usage_line(run_id: str, usage: Usage, state: str) -> str:
+    return (f"run {run_id} ({state}): {usage.cpu_hours:.2f} CPU-hours, {usage.memory_gib_hours:.2f} GiB-hours, "
+            f"{usage.task_count} tasks, estimated {usage.estimated_cost:.4f} {usage.currency}")
