@@ -15,6 +15,7 @@ from hatchway.operators.jobs import (
     CleanupBucketsOperator,
     FinishJobOperator,
     LaunchJobOperator,
+    RecordUsageOperator,
     ResolveJobOperator,
     SetupBucketsOperator,
     StopLaunchOperator,
@@ -59,7 +60,8 @@ request, `build_container` builds it on Wave meanwhile (or takes the image it na
 launch runs every process in it; `launch` starts the
 Nextflow head job (Seqera's launch API or the Helm chart); `wait_for_seqera` waits in the
 triggerer. The teardowns always run, also after a failure or a cancel: `finish` sends
-Succeeded or Failed exactly once and fails the run when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, and
+Succeeded or Failed exactly once and fails the run when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, `record_usage` records what the
+job used and its estimated cost (its Seqera tasks, its buckets' bytes) in Hatchway's store, and
 `cleanup_buckets` deletes the work bucket (and the results bucket unless the job succeeded).
 """,
 ) as dag:
@@ -76,7 +78,10 @@ Succeeded or Failed exactly once and fails the run when the job failed, `stop_la
     stop = StopLaunchOperator(task_id="stop_launch")
     cleanup = CleanupBucketsOperator(task_id="cleanup_buckets")
 
-    chain(resolve, setup, [transfer, build], launch, wait, finish, stop, cleanup)
+    usage = RecordUsageOperator(task_id="record_usage")
+
+    chain(resolve, setup, [transfer, build], launch, wait, finish, stop, usage, cleanup)
     finish.as_teardown(setups=setup, on_failure_fail_dagrun=True)
     stop.as_teardown(setups=setup)
+    usage.as_teardown(setups=setup)
     cleanup.as_teardown(setups=setup)

@@ -78,6 +78,32 @@ def test_success_sends_every_state_in_order_and_keeps_only_results(jobs, seqera,
     assert len(launched) == 1
 
 
+def test_a_job_records_its_usage_against_the_namespace_and_its_cost_centre(jobs, seqera, gcs, airflow_db, tmp_path,
+                                                                           monkeypatch):
+    from hatchway.store import Store
+
+    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path / 'usage.db'}")
+    jobs.set(cost_center="intervene-42")
+    body, names = _job(131)
+    seqera.set_course(names.run_name, "succeed", after=1, tasks=[
+        {"process": "PGSC_CALC:SCORE", "cpus": 2, "memory_gib": 4.0, "minutes": 90.0, "machine_type": "m5.large",
+         "price_model": "standard"}] * 3)
+    run = run_dag("job_run", **body)
+    assert run.state == "success", task_states(run)
+    store = Store(f"sqlite:///{tmp_path / 'usage.db'}")
+    try:
+        [record] = store.usage_of(NS)
+    finally:
+        store.dispose()
+    assert (record.run_id, record.cost_center, record.state) == (names.job_id, "intervene-42", "SUCCEEDED")
+    usage = record.usage
+    assert (usage.task_count, usage.cpu_hours, usage.memory_gib_hours) == (3, 9.0, 18.0)
+    # Each task: all of an m5.large's vCPUs (2 of 2) for 1.5 h at the default on-demand price.
+    assert usage.estimated_cost == pytest.approx(3 * 0.096 * 1.5, rel=1e-3)
+    assert usage.work_bytes == sum(len(data) for data in PLAINTEXTS.values())  # counted before the cleanup
+    assert gcs.lookup_bucket(names.work_bucket) is None
+
+
 def test_backend_only_events_when_extras_are_switched_off(jobs, seqera, gcs, airflow_db):
     jobs.set(extra_status_events=False)
     body, names = _job(102)

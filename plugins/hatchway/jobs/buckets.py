@@ -121,6 +121,15 @@ class GcsBuckets:
             deleted.append(name)
         return deleted
 
+    def stored_bytes(self, name: str) -> int:
+        """Bytes the bucket holds now (0 if it is gone)."""
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return sum(blob.size or 0 for blob in self.client.list_blobs(name))
+        except NotFound:
+            return 0
+
     def _empty(self, name: str) -> None:
         # Each round lists the first page again: what was deleted is gone from it, and a
         # page token would be stale once its objects are.
@@ -200,6 +209,19 @@ class S3Buckets:
             self.client.delete_bucket(Bucket=name)
             deleted.append(name)
         return deleted
+
+    def stored_bytes(self, name: str) -> int:
+        """Bytes the bucket holds now (0 if it is gone)."""
+        from botocore.exceptions import ClientError
+
+        from hatchway.usage.runs import area_bytes
+
+        try:
+            return area_bytes(self.client, name, "")[0]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return 0
+            raise
 
     def _empty(self, name: str) -> None:
         removed = s3.empty(self.client, name, error=BucketNotEmptied)

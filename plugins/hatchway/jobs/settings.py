@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from hatchway.domain.jobs import JobPlatformConfig
 from hatchway.domain.names import check_tag_value
+from hatchway.domain.usage import PriceTable
 
 JOBS_VARIABLE = "hatchway_jobs_config"
 
@@ -26,6 +27,8 @@ class JobSettings(JobPlatformConfig):
                                                       "(default: the namespace)")
     cost_tag_key: str = "hatchway:cost-center"
     transfer_conn_id: str | None = "hatchway_transfer"
+    price_table: PriceTable = Field(default_factory=PriceTable,
+                                    description="prices of the usage estimates (hatchway.domain.usage)")
 
     @field_validator("cost_center")
     @classmethod

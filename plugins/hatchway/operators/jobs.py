@@ -253,6 +253,34 @@ class StopLaunchOperator(JobOperator):
         return cancel_seqera_run(names.run_name, seqera_conn_id=self.config.seqera_conn_id)
 
 
+class RecordUsageOperator(JobOperator):
+    """Teardown: record what the job used and its estimated cost in Hatchway's store.
+
+    The job's Seqera run (by its run name: Seqera's launch and a Helm-launched head job both
+    report there) gives its tasks; the buckets give the bytes written, counted before
+    ``cleanup_buckets`` deletes them. Charged to the deployment's namespace and cost centre;
+    a retry replaces the recording."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.hooks.seqera import SeqeraHook
+        from hatchway.jobs.buckets import job_buckets
+        from hatchway.usage.runs import record_run_usage, seqera_run_usage, usage_line
+
+        names = self.names(context)
+        buckets = job_buckets(self.config, names, context["run_id"])
+        work, results = (buckets.stored_bytes(name) for name in (names.work_bucket, names.results_bucket))
+        hook = SeqeraHook(self.config.seqera_conn_id)
+        try:
+            usage, seen = seqera_run_usage(hook, names.run_name, self.config.price_table, work_bytes=work,
+                                           results_bytes=results)
+        finally:
+            hook.close()
+        record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=names.job_id,
+                         executing=self.config.namespace, calling=None, cost_center=self.config.bucket_cost_center)
+        self.log.info(usage_line(names.job_id, usage, seen["state"]))
+        return usage.model_dump(mode="json")
+
+
 class CleanupBucketsOperator(JobOperator):
     """Delete the work bucket always, the results bucket unless the job succeeded (a teardown)."""
 
