@@ -214,6 +214,20 @@ def test_a_failed_run_records_what_it_used_until_it_failed(wes, sim, usage_store
     assert keys(wes.s3, conf.run_prefix) == []  # counted, then cleaned
 
 
+def test_a_usage_store_that_cannot_be_written_still_leaves_nothing_behind(wes, sim, tmp_path, monkeypatch):
+    """An injected failure in record_usage: the run's area is still removed by clean_work."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store's folder should be")
+    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{blocker}/usage.db")
+    conf = wes_conf()
+    sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS)
+    wes.s3.put_object(Bucket=BUCKET, Key=f"{conf.run_prefix}work/ab/cd/.command.log", Body=b"log")
+    run = run_wes(conf)
+    states = task_states(run)
+    assert states["record_usage"] == "failed" and states["clean_work"] == "success", states
+    assert keys(wes.s3, conf.run_prefix) == []
+
+
 # -- a container block: built on Wave before the launch --------------------------------------
 def test_a_run_with_packages_launches_with_the_built_image_in_its_config(wes, sim, wave):
     conf = wes_conf().model_copy(update={"container": {"packages": ["samtools=1.19"]}})
