@@ -457,3 +457,51 @@ def test_a_workspace_reads_its_own_usage_by_time_and_no_other_workspace_does(doo
     # The run's WES log carries its usage.
     log = alice.get(f"/runs/{run_id}").json()
     assert log["outputs"]["usage"]["estimated_cost"] == 0.25 and log["outputs"]["usage"]["cost_center"] == "cc-7"
+
+
+def test_a_workspace_past_its_monthly_budget_is_refused_new_runs_with_the_figures(airflow_db, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from hatchway.domain.usage import Usage, month_start
+    from hatchway.store import UsageRecord
+    from support.wes import door_deps
+
+    register_dags("wes_run")
+    deps, settings = door_deps(tmp_path)
+    deps.platform = PlatformConfig(bucket=BUCKET, prefix="hwtest", queue_mode="shared",
+                                   budgets={"alice": {"amount": 2.0}})
+    store = deps.store
+    now = datetime.now(timezone.utc)
+
+    def spend(name: str, cost: float, ended: datetime) -> None:
+        store.record_usage(UsageRecord(
+            dag_id="wes_run", dag_run_id=f"wes__{name}", run_id=name, executing_workspace="alice",
+            state="SUCCEEDED", ended_at=ended, usage=Usage(engine="nextflow", cpu_hours=1, memory_gib_hours=1,
+                                                           wall_seconds=60, task_count=1, failed_tasks=0,
+                                                           estimated_cost=cost, currency="USD")))
+
+    def submit(caller, key: str):
+        form = run_form("hatchway://alice/hello", json.dumps({"greeting": "hi"}))
+        return requests.post(f"{caller.wes}/runs", files=form, timeout=30,
+                             headers={**caller.headers, "Idempotency-Key": key})
+
+    with ThreadedServer(create_app(lambda: deps)) as server:
+        people = callers(server.url, settings, "alice", "bob")
+        alice, bob = people["alice"], people["bob"]
+        assert alice.deploy(HELLO).status_code == 201 and bob.deploy(HELLO).status_code == 201
+        spend("last-month", 50.0, month_start(now) - timedelta(seconds=1))  # another month's budget
+        spend("this-month", 1.5, month_start(now) + timedelta(seconds=1))
+        first = submit(alice, "k1")
+        assert first.status_code == 200, first.text  # 1.50 of 2.00 spent: may start
+
+        spend("then", 0.6, month_start(now) + timedelta(seconds=2))  # 2.10 of 2.00
+        refused = submit(alice, "k2")
+        assert refused.status_code == 403
+        message = refused.json()["msg"]
+        assert "used an estimated 2.10 USD of its 2.00 USD budget" in message and "refused until" in message
+        assert store.count_runs("alice") == 1  # nothing was started
+        assert submit(alice, "k1").json()["run_id"] == first.json()["run_id"]  # a retry still gets its run
+        bob_run = requests.post(f"{bob.wes}/runs", files=run_form("hatchway://bob/hello", "{}"), timeout=30,
+                                headers=bob.headers)
+        assert bob_run.status_code == 200, bob_run.text  # no budget of his own
+    store.dispose()

@@ -214,6 +214,45 @@ def test_a_failed_run_records_what_it_used_until_it_failed(wes, sim, usage_store
     assert keys(wes.s3, conf.run_prefix) == []  # counted, then cleaned
 
 
+def test_the_run_that_takes_the_month_past_the_soft_limit_sends_one_budget_notice(wes, sim, usage_store, set_config,
+                                                                                monkeypatch):
+    from datetime import datetime, timezone
+
+    from hatchway.domain.notify import Notice
+    from hatchway.domain.usage import Usage
+    from hatchway.store import UsageRecord
+    from support.notify import WebhookReceiver
+
+    usage_store.migrate()
+    now = datetime.now(timezone.utc)
+    usage_store.record_usage(UsageRecord(  # earlier this month: 0.70 of a 1.00 budget
+        dag_id="wes_run", dag_run_id="wes__earlier", run_id="earlier", executing_workspace="alice", state="SUCCEEDED",
+        ended_at=now.replace(day=1, hour=0, minute=0, second=1),
+        usage=Usage(engine="nextflow", cpu_hours=1, memory_gib_hours=1, wall_seconds=1, task_count=1, failed_tasks=0,
+                    estimated_cost=0.70, currency="USD")))
+    set_config(budgets={"alice": {"amount": 1.0, "soft_limit": 0.8}})
+    receiver = WebhookReceiver()
+    try:
+        monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_NOTIFY_CONFIG", json.dumps({"default": {"webhook": receiver.url}}))
+        conf = wes_conf()
+        sim.set_course(conf.engine_run_name, "succeed", after=1, tasks=TASKS)  # ~0.10 more
+        assert run_wes(conf).state == "success"
+        def budget_notices() -> list[Notice]:  # the webhook hears the runs' own notices too
+            return [n for n in (Notice.model_validate_json(p["body"]) for p in receiver.received) if n.kind == "budget"]
+
+        [notice] = budget_notices()
+        assert (notice.kind, notice.workspace, notice.state, notice.run_id) == (
+            "budget", "alice", "SOFT_LIMIT", f"{now:%Y-%m}")
+        assert notice.details["spent"] == pytest.approx(usage_store.spent("alice"), abs=0.01)
+        assert 0.8 <= notice.details["spent"] < 1.0 and notice.details["last_run"] == conf.run_id
+        second = wes_conf()  # already past the soft limit, not yet the budget: nothing more to say
+        sim.set_course(second.engine_run_name, "succeed", after=1, tasks=TASKS[:1])
+        assert run_wes(second).state == "success"
+        assert len(budget_notices()) == 1
+    finally:
+        receiver.close()
+
+
 def test_a_usage_store_that_cannot_be_written_still_leaves_nothing_behind(wes, sim, tmp_path, monkeypatch):
     """An injected failure in record_usage: the run's area is still removed by clean_work."""
     blocker = tmp_path / "not-a-dir"

@@ -115,3 +115,43 @@ def test_cromwell_calls_with_runtime_attributes_shards_retries_and_subworkflows(
     assert cromwell_wall_seconds(metadata) == 7200
     usage = price("wdl", used, TABLE, wall_seconds=cromwell_wall_seconds(metadata))
     assert usage.cpu_hours == pytest.approx(4 * 0.5 + 4 * 1 + 0.5) and usage.failed_tasks == 1
+
+
+# -- budgets
+def test_the_budget_month_and_the_next_one_in_utc():
+    from datetime import datetime, timedelta, timezone
+
+    from hatchway.domain.usage import month_start, next_month
+
+    late = datetime(2026, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # already January in UTC
+    assert month_start(late) == datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert next_month(datetime(2026, 12, 6, tzinfo=timezone.utc)) == datetime(2027, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_spent_budget_refuses_with_the_figures_and_lines_are_crossed_once():
+    from datetime import datetime, timezone
+
+    from hatchway.domain.usage import Budget, budget_refusal, crossed
+
+    budget = Budget(amount=100, soft_limit=0.8)
+    now = datetime(2026, 12, 6, tzinfo=timezone.utc)
+    assert budget_refusal("alice", 99.99, budget, "EUR", now) is None
+    assert budget_refusal("alice", 100.5, budget, "EUR", now) == (
+        "workspace alice has used an estimated 100.50 EUR of its 100.00 EUR budget for December 2026: new runs "
+        "are refused until 2027-01-01T00:00:00Z (or until the budget is raised)")
+    assert crossed(70, 79, budget) is None and crossed(79, 81, budget) == "soft_limit"
+    assert crossed(81, 90, budget) is None  # already past: said once, by the run that crossed
+    assert crossed(79, 120, budget) == "budget" and crossed(100, 130, budget) is None
+    with pytest.raises(ValidationError):
+        Budget(amount=0)
+    with pytest.raises(ValidationError):
+        Budget(amount=10, soft_limit=1.5)
+
+
+def test_budgets_are_keyed_by_valid_workspace_names():
+    from hatchway.domain.workspace import PlatformConfig
+
+    config = PlatformConfig(bucket="hatchway-data", budgets={"alice": {"amount": 50}})
+    assert config.budgets["alice"].soft_limit == 0.8
+    with pytest.raises(ValidationError, match="lowercase"):
+        PlatformConfig(bucket="hatchway-data", budgets={"Alice": {"amount": 50}})

@@ -104,6 +104,9 @@ def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, An
         dag_run_id = f"awe__{run_id}"
         if await run_in_threadpool(runs.exists, dag_run_id):
             raise error(409, f"label {label!r} is taken by a run of {user}: choose another label")
+        from hatchway.api.door import check_budget
+
+        await run_in_threadpool(check_budget, deps, caller.workspace)
         try:
             await run_in_threadpool(lambda: runs.start(dag_run_id, conf.model_dump(mode="json"), user=f"awe:{user}",
                                                        note=f"AWE run {label} of {user} in {caller.workspace}"))

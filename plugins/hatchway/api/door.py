@@ -221,6 +221,21 @@ def usage_report(workspace: str, records: list, start: datetime | None, end: dat
                       **r.usage.model_dump(mode="json")} for r in records]}
 
 
+def check_budget(d: DoorDeps, workspace: str) -> None:
+    """Refuse a new run of ``workspace`` once its month's estimated cost has reached its budget
+    (``budgets`` in ``hatchway_config``), with the figures; no budget: nothing to check."""
+    from hatchway.domain.usage import budget_refusal, month_start
+
+    budget = d.platform.budgets.get(workspace)
+    if budget is None:
+        return
+    now = datetime.now(timezone.utc)
+    refusal = budget_refusal(workspace, d.store.spent(workspace, month_start(now)), budget,
+                             d.platform.price_table.currency, now)
+    if refusal:
+        raise DoorError(403, refusal)
+
+
 def _error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"msg": msg, "status_code": status}, status_code=status, headers=headers)
 
@@ -580,6 +595,8 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             raise DoorError(400, f"workflow_params: {exc}") from None
 
         container = _container_block(form.workflow_engine_parameters, engine)
+        if d.store.get_run(run_id) is None:  # a retried submission gets its run, budget or not
+            check_budget(d, resolution.executing)
         d.store.ensure_workspace(caller.workspace, owner=caller.subject, bucket=d.bucket)
         request_body = {"workflow_url": form.workflow_url, "workflow_type": form.workflow_type,
                         "workflow_type_version": form.workflow_type_version or ("1.0" if engine == "WDL" else "DSL2"),

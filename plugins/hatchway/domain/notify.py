@@ -28,9 +28,9 @@ MAX_LINE_CHARS = 500
 MAX_SUBJECT_CHARS = 200
 MAX_DETAIL_CHARS = 2000
 
-NoticeKind = Literal["container_build", "job_run", "wes_run", "cromwell_run"]
+NoticeKind = Literal["container_build", "job_run", "wes_run", "cromwell_run", "budget"]
 KIND_LABELS: dict[str, str] = {"container_build": "Container build", "job_run": "Job run", "wes_run": "WES run",
-                               "cromwell_run": "Cromwell run"}
+                               "cromwell_run": "Cromwell run", "budget": "Budget"}
 
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _HOST = re.compile(r"^[A-Za-z0-9.:-]+$")  # a name, IPv4 or IPv6 (urlsplit drops the brackets)
@@ -122,7 +122,8 @@ def _detail_lines(details: dict[str, Any]) -> list[tuple[str, str]]:
 class Notice(BaseModel):
     """A state change worth telling someone about.
 
-    :param kind: ``container_build``, ``job_run``, ``wes_run`` or ``cromwell_run``.
+    :param kind: ``container_build``, ``job_run``, ``wes_run``, ``cromwell_run`` or ``budget`` (a
+        workspace's month past its soft limit or its budget).
     :param workspace: the workspace whose preference decides who hears it.
     :param run_id: the build or run id.
     :param state: the state reached, in the kind's own words (``COMPLETE``, ``EXECUTOR_ERROR``,
@@ -178,7 +179,9 @@ class Notice(BaseModel):
 
     @property
     def outcome(self) -> str:
-        """``succeeded``, ``was canceled`` or ``failed``."""
+        """``succeeded``, ``was canceled`` or ``failed`` (a budget: ``is spent`` or ``passed its soft limit``)."""
+        if self.kind == "budget":
+            return "is spent" if self.state == "BUDGET_SPENT" else "passed its soft limit"
         if self.ok:
             return "succeeded"
         return "was canceled" if self.state.upper().startswith(("CANCEL", "ABORT")) else "failed"

@@ -207,3 +207,48 @@ def cromwell_tasks(metadata: dict[str, Any]) -> list[TaskUse]:
 
 def cromwell_wall_seconds(metadata: dict[str, Any]) -> float:
     return _seconds(metadata.get("start"), metadata.get("end"))
+
+
+# -- budgets
+class Budget(BaseModel):
+    """A workspace's budget per calendar month (UTC), in the price table's currency.
+
+    A run that would start once the month's estimated cost has reached ``amount`` is refused
+    with the figures; the recording that first takes the month past ``soft_limit`` of it sends
+    a notice.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    amount: float = Field(gt=0)
+    soft_limit: float = Field(0.8, gt=0, le=1, description="fraction of amount that sends a notice")
+
+
+def month_start(now: datetime) -> datetime:
+    """The first instant of ``now``'s calendar month (UTC): the budget period's start."""
+    from datetime import timezone
+
+    now = now.astimezone(timezone.utc)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(now: datetime) -> datetime:
+    start = month_start(now)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+def budget_refusal(workspace: str, spent: float, budget: Budget, currency: str, now: datetime) -> str | None:
+    """Why a new run of ``workspace`` is refused (None: it may start)."""
+    if spent < budget.amount:
+        return None
+    return (f"workspace {workspace} has used an estimated {spent:.2f} {currency} of its {budget.amount:.2f} "
+            f"{currency} budget for {month_start(now):%B %Y}: new runs are refused until "
+            f"{next_month(now):%Y-%m-%dT%H:%M:%SZ} (or until the budget is raised)")
+
+
+def crossed(before: float, after: float, budget: Budget) -> Literal["soft_limit", "budget"] | None:
+    """Which line the month's total crossed with one more run: the budget, its soft limit, or none."""
+    if before < budget.amount <= after:
+        return "budget"
+    if before < budget.amount * budget.soft_limit <= after:
+        return "soft_limit"
+    return None

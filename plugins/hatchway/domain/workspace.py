@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hatchway.domain import names
 from hatchway.domain.names import OWNER_SCHEMA, WORKSPACE_HELP, WORKSPACE_SCHEMA
-from hatchway.domain.usage import PriceTable
+from hatchway.domain.usage import Budget, PriceTable
 
 TAG_WORKSPACE = "hatchway:workspace"
 TAG_OWNER = "hatchway:owner"
@@ -76,6 +76,8 @@ class PlatformConfig(BaseModel):
     cost_tag_key: str = "hatchway:cost-center"
     price_table: PriceTable = Field(default_factory=PriceTable,
                                     description="prices of the usage estimates (hatchway.domain.usage)")
+    budgets: dict[str, Budget] = Field(
+        default_factory=dict, description="monthly budget per workspace (workspace name -> amount, soft_limit)")
     iam_quotas: dict[Literal["Policies", "Roles", "Users"], int] = Field(
         default_factory=dict, description="IAM quotas the account was granted (Service Quotas) where IAM's "
                                           "GetAccountSummary still reports the default, e.g. {\"Policies\": 5000}")
@@ -98,6 +100,13 @@ class PlatformConfig(BaseModel):
             if not _DOMAIN.fullmatch(domain):
                 raise ValueError(f"proxy_allowed_domains: {domain!r} is not a domain name ('.example.org' or "
                                  "'example.org')")
+        return v
+
+    @field_validator("budgets")
+    @classmethod
+    def _budget_names(cls, v: dict[str, Budget]) -> dict[str, Budget]:
+        for workspace in v:
+            names.check_workspace_name(workspace)
         return v
 
     _prefix_rule = field_validator("prefix")(lambda cls, v: names.check_prefix(v))

@@ -198,9 +198,14 @@ class RecordUsageOperator(WesOperator):
         finally:
             hook.close()
         record = read_record(clients, config, conf.executing)
-        record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=conf.run_id,
-                         executing=conf.executing, calling=conf.calling,
-                         cost_center=record.cost_center if record else None)
+        notice = record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"],
+                                  run_id=conf.run_id, executing=conf.executing, calling=conf.calling,
+                                  cost_center=record.cost_center if record else None,
+                                  budget=config.budgets.get(conf.executing))
+        if notice is not None:
+            from hatchway.notifiers.channels import dispatch
+
+            dispatch(notice)
         self.log.info(usage_line(conf.run_id, usage, seen["state"]))
         return usage.model_dump(mode="json")
 

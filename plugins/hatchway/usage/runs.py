@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from hatchway.domain.usage import PriceTable, Usage, price, seqera_engine_cost, seqera_tasks
+from hatchway.domain.notify import Notice
+from hatchway.domain.usage import (Budget, PriceTable, Usage, crossed, month_start, price, seqera_engine_cost,
+                                   seqera_tasks)
 
 
 def area_bytes(s3_client: Any, bucket: str, prefix: str, *, split: str | None = None) -> tuple[int, int]:
@@ -68,21 +70,38 @@ def cromwell_run_usage(hook: Any, workflow_id: str | None, table: PriceTable, *,
 
 
 def record_run_usage(usage: Usage, seen: dict[str, Any], *, dag_id: str, dag_run_id: str, run_id: str,
-                     executing: str, calling: str | None, cost_center: str | None) -> None:
+                     executing: str, calling: str | None, cost_center: str | None,
+                     budget: Budget | None = None) -> Notice | None:
     """Write the run's usage to Hatchway's store (``$HATCHWAY_DB_URL``), replacing an earlier
     recording of the same Airflow run. Migrates first: a worker may record before the door
-    has ever started (a no-op once the schema is current)."""
+    has ever started (a no-op once the schema is current).
+
+    With a ``budget``: the first recording of a run that takes the workspace's month past the
+    soft limit or the budget returns a ``budget`` notice (a retry's recording returns none).
+    """
     from hatchway.store import Store, UsageRecord
 
     store = Store.from_env()
     try:
         store.migrate()
-        store.record_usage(UsageRecord(dag_id=dag_id, dag_run_id=dag_run_id, run_id=run_id,
-                                       executing_workspace=executing, calling_workspace=calling,
-                                       cost_center=cost_center, state=seen["state"], started_at=seen["started_at"],
-                                       ended_at=seen["ended_at"], usage=usage))
+        earlier = store.get_usage(dag_id, dag_run_id)
+        record = store.record_usage(UsageRecord(
+            dag_id=dag_id, dag_run_id=dag_run_id, run_id=run_id, executing_workspace=executing,
+            calling_workspace=calling, cost_center=cost_center, state=seen["state"], started_at=seen["started_at"],
+            ended_at=seen["ended_at"], usage=usage))
+        if budget is None or earlier is not None:
+            return None
+        start = month_start(record.ended_at)
+        after = store.spent(executing, start)
     finally:
         store.dispose()
+    line = crossed(after - usage.estimated_cost, after, budget)
+    if line is None:
+        return None
+    return Notice(kind="budget", workspace=executing, run_id=f"{start:%Y-%m}",
+                  state="BUDGET_SPENT" if line == "budget" else "SOFT_LIMIT", ok=False,
+                  details={"spent": round(after, 2), "budget": budget.amount, "soft_limit": budget.soft_limit,
+                           "currency": usage.currency, "last_run": run_id})
 
 
 def usage_line(run_id: str, usage: Usage, state: str) -> str:
