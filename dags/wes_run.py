@@ -5,7 +5,16 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param, chain
 
 from hatchway.dag_defaults import DEFAULT_ARGS, run_timeout
-from hatchway.domain.wes_tasks import TASK_CLEAN, TASK_HARVEST, TASK_LAUNCH, TASK_STOP, TASK_USAGE, TASK_WAIT, WES_DAG_ID
+from hatchway.domain.wes_tasks import (
+    TASK_CLEAN,
+    TASK_CRATE,
+    TASK_HARVEST,
+    TASK_LAUNCH,
+    TASK_STOP,
+    TASK_USAGE,
+    TASK_WAIT,
+    WES_DAG_ID,
+)
 from hatchway.notifiers.notice import NoticeNotifier
 from hatchway.operators.container import TASK_BUILD, BuildContainerOperator
 from hatchway.operators.wes import (
@@ -16,6 +25,7 @@ from hatchway.operators.wes import (
     RecordUsageOperator,
     StopWorkflowOperator,
     WaitForWorkflowOperator,
+    WriteCrateOperator,
 )
 
 with DAG(
@@ -50,7 +60,8 @@ in the triggerer, `harvest_outputs` writes STAC Items into the calling workspace
 `processing-results/<run id>/` catalog. The teardowns always run, also after a failure or a
 cancel (`POST /runs/{id}/cancel` marks this run failed): `stop_workflow` cancels a live Seqera
 run, `record_usage` records what the run used and its estimated cost in Hatchway's store
-(charged to the executing workspace and its cost centre), `clean_work` removes the run's area in the executing workspace, except when the harvest
+(charged to the executing workspace and its cost centre), `write_crate` writes the run's
+Workflow Run RO-Crate beside its catalog, `clean_work` removes the run's area in the executing workspace, except when the harvest
 started and did not finish: then the outputs stay there (the task log and the WES run log name
 the `s3://` URL) and clearing `harvest_outputs` with its downstream finishes the job.
 The launch tags the run with the executing workspace's provisioned cost centre (none if the
@@ -69,8 +80,10 @@ workspace has no record).
     clean = CleanWorkOperator(task_id=TASK_CLEAN, on_success_callback=ended, on_failure_callback=ended)
 
     usage = RecordUsageOperator(task_id=TASK_USAGE)
+    crate = WriteCrateOperator(task_id=TASK_CRATE)
 
-    chain(prepare, build, launch, wait, harvest, stop, usage, clean)
+    chain(prepare, build, launch, wait, harvest, stop, usage, crate, clean)
     stop.as_teardown(setups=prepare)
     usage.as_teardown(setups=prepare)
+    crate.as_teardown(setups=prepare)
     clean.as_teardown(setups=prepare)

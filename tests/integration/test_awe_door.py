@@ -85,3 +85,28 @@ def test_bad_input_is_refused_with_a_reason(door, cromwell):
                                       "labels": {"hatchway-workspace": "bob-lab"}})
     assert labelled.status_code == 400 and "hatchway-workspace" in labelled.json()["msg"]
     assert alice.post("/bad label", json={}).status_code == 404
+
+
+def test_an_awe_run_past_the_workspaces_budget_is_refused_with_the_figures(cromwell, airflow_dags, tmp_path, repo):
+    from datetime import datetime, timezone
+
+    from hatchway.domain.usage import Usage
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.store import UsageRecord
+
+    deps, settings = door_deps(tmp_path)
+    deps.platform = PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", queue_mode="shared",
+                                   budgets={"alice-lab": {"amount": 5.0}})
+    deps.store.record_usage(UsageRecord(
+        dag_id="cromwell_run", dag_run_id="awe__spent", run_id="spent", executing_workspace="alice-lab",
+        state="Succeeded", ended_at=datetime.now(timezone.utc),
+        usage=Usage(engine="wdl", cpu_hours=100, memory_gib_hours=200, wall_seconds=3600, task_count=9,
+                    failed_tasks=0, estimated_cost=5.25, currency="USD")))
+    body = {"workflow_repo": repo["url"], "ref": "v1", "inputs": {"hello.name": "ada"}}
+    with ThreadedServer(create_app(lambda: deps)) as server:
+        alice = httpx.Client(base_url=f"{server.url}/awe/{ALICE}", timeout=30, headers={
+            "Authorization": f"Bearer {issue_token(settings, workspace='alice-lab', subject=ALICE)}"})
+        refused = alice.post("/over", json=body)
+        assert refused.status_code == 403, refused.text
+        assert "5.25 USD of its 5.00 USD budget" in refused.text
+        assert alice.get("/over/status").status_code == 404  # nothing was started

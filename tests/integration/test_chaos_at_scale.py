@@ -109,4 +109,6 @@ def test_wes_runs_under_twenty_percent_chaos_end_truly_and_keep_only_outputs(wes
     for conf, expected in planned:  # nothing left in the run area; a catalog of every output if it succeeded
         assert keys(wes.s3, conf.run_prefix) == [], conf.run_id
         catalog = keys(wes.s3, catalog_prefix(conf.calling, conf.run_id))
-        assert len(catalog) == ((1 + 2 * len(OUTPUTS)) if expected == "success" else 0), (conf.run_id, catalog)
+        # the catalog, an item and a copy per output, and the RO-Crate; a failed run: its crate alone
+        assert len(catalog) == ((2 + 2 * len(OUTPUTS)) if expected == "success" else 1), (conf.run_id, catalog)
+        assert catalog_prefix(conf.calling, conf.run_id) + "ro-crate-metadata.json" in catalog, conf.run_id

@@ -505,3 +505,23 @@ def test_a_workspace_past_its_monthly_budget_is_refused_new_runs_with_the_figure
                                 headers=bob.headers)
         assert bob_run.status_code == 200, bob_run.text  # no budget of his own
     store.dispose()
+
+
+def test_a_runs_ro_crate_is_served_to_its_workspace_only(door):
+    _, _, people, store = door
+    alice, bob = people["alice"], people["bob"]
+    ran = alice.run("hatchway://alice/hello", {"greeting": "crated"}).json()["run_id"]
+    pending = alice.run("hatchway://alice/hello", {"greeting": "not yet"}).json()["run_id"]
+    record = store.get_run(ran)
+    crate = {"@context": "https://w3id.org/ro/crate/1.3/context", "@graph": [{"@id": "./", "@type": "Dataset"}]}
+    store.save_crate(record.dag_id, record.dag_run_id, ran, f"s3://{BUCKET}/alice/processing-results/{ran}/"
+                     "ro-crate-metadata.json", crate)  # what the run's write_crate teardown stores
+    served = alice.get(f"/runs/{ran}/ro-crate")
+    assert served.status_code == 200 and served.headers["content-type"].startswith("application/ld+json")
+    assert served.json() == crate
+    log = alice.get(f"/runs/{ran}").json()
+    assert log["outputs"]["ro_crate"]["url"].endswith(f"/ga4gh/wes/v1/runs/{ran}/ro-crate")
+    assert log["outputs"]["ro_crate"]["location"].startswith(f"s3://{BUCKET}/alice/processing-results/{ran}/")
+    assert bob.get(f"/runs/{ran}/ro-crate").status_code == 404  # another workspace: no such run
+    missing = alice.get(f"/runs/{pending}/ro-crate")
+    assert missing.status_code == 404 and "written when the run ends" in missing.json()["msg"]

@@ -134,7 +134,8 @@ def test_a_failed_harvest_keeps_the_outputs_and_a_second_harvest_finishes_and_cl
     assert len([r for r in sim.runs() if r["runName"] == conf.engine_run_name]) == 1
     written = keys(s3, catalog)
     assert f"{catalog}catalog.json" in written
-    assert len(written) == 1 + 2 * len(OUTPUTS)  # catalog, one item and one copy per output, nothing stale
+    # The catalog, one item and one copy per output, the run's RO-Crate; nothing stale.
+    assert len(written) == 1 + 2 * len(OUTPUTS) + 1 and f"{catalog}ro-crate-metadata.json" in written
     assert keys(s3, run_prefix("alice", conf.run_id)) == []
     assert xcom_values(second)["clean_work:return_value"]["kept_outputs"] is None
 
@@ -251,6 +252,73 @@ def test_the_run_that_takes_the_month_past_the_soft_limit_sends_one_budget_notic
         assert len(budget_notices()) == 1
     finally:
         receiver.close()
+
+
+# -- provenance: a Workflow Run RO-Crate for every end ---------------------------------------------
+def _crate_of(s3, conf: WesRunConf) -> dict:
+    from hatchway.outputs.crate import CRATE_FILE
+
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=f"{catalog_prefix(conf.calling, conf.run_id)}{CRATE_FILE}")
+                      ["Body"].read())
+
+
+def test_a_finished_run_writes_a_workflow_run_crate_beside_its_catalog(wes, sim, usage_store):
+    import hashlib
+
+    from support.crate import COMPLETED, ids, properties, read_checked
+
+    conf = wes_conf(executing="alice", calling="bob")
+    reads = b"@r1\nACGT\n+\nIIII\n" * 1000
+    wes.s3.put_object(Bucket=BUCKET, Key="inputs/reads.fq", Body=reads)
+    conf = conf.model_copy(update={"params": {"reads": f"s3://{BUCKET}/inputs/reads.fq", "min_score": 0.5}})
+    sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS, tasks=TASKS)
+    run = run_wes(conf)
+    assert run.state == "success", task_states(run)
+
+    crate, workflow, action = read_checked(_crate_of(wes.s3, conf))
+    assert workflow.get("codeRepository") == "https://github.com/nextflow-io/hello"
+    assert workflow.get("programmingLanguage")["name"] == "Nextflow"
+    assert ids(action.get("actionStatus")) == [COMPLETED]
+    results = {crate.get(i).id.rsplit("/", 1)[-1]: crate.get(i) for i in ids(action.get("result"))}
+    assert sorted(results) == sorted(path.rsplit("/", 1)[-1] for path in OUTPUTS)
+    for path, text in OUTPUTS.items():  # every output with its size and sha256, as the harvest saw it
+        entity = results[path.rsplit("/", 1)[-1]]
+        assert entity.get("sha256") == hashlib.sha256(text.encode()).hexdigest()
+        assert int(entity.get("contentSize")) == len(text.encode())
+    [read_file] = [e for e in action.get("object") if e.id.endswith("reads.fq")]
+    assert read_file.get("sha256") == hashlib.sha256(reads).hexdigest()
+    assert int(read_file.get("contentSize")) == len(reads)
+    assert read_file.get("exampleOfWork").get("name") == "reads"
+    [score] = [e for e in action.get("object") if e.id == "#pv-min_score"]
+    assert score.get("value") == 0.5 and score.get("exampleOfWork").get("additionalType") == "Float"
+    facts = properties(crate, action)
+    assert (facts["executing_workspace"], facts["calling_workspace"], facts["end_state"]) == ("alice", "bob",
+                                                                                              "COMPLETE")
+    assert facts["usage.estimated_cost"] == usage_store.usage_of("alice")[0].usage.estimated_cost
+    engine = [e for e in crate.get_entities() if e.type == "OrganizeAction"][0]["instrument"]
+    assert (engine.get("name"), engine.get("softwareVersion")) == ("Nextflow", "24.10.4")
+
+    catalog = json.loads(wes.s3.get_object(Bucket=BUCKET, Key=f"{catalog_prefix('bob', conf.run_id)}catalog.json")
+                         ["Body"].read())
+    assert {"rel": "describedby", "href": "./ro-crate-metadata.json"}.items() <= next(
+        link for link in catalog["links"] if link["rel"] == "describedby").items()
+    location, stored = usage_store.get_crate("wes_run", run.run_id)
+    assert stored == _crate_of(wes.s3, conf) and location.endswith("/ro-crate-metadata.json")
+
+
+def test_a_failed_run_writes_a_crate_that_says_what_failed(wes, sim, usage_store):
+    from support.crate import FAILED, ids, properties, read_checked
+
+    conf = wes_conf()
+    sim.set_course(conf.engine_run_name, "fail", after=1, exit_status=12)
+    run = run_wes(conf)
+    assert run.state == "failed"
+    crate, _, action = read_checked(_crate_of(wes.s3, conf))
+    assert ids(action.get("actionStatus")) == [FAILED]
+    assert "the workflow failed" in action.get("error")
+    assert action.get("result") in (None, [])
+    assert properties(crate, action)["end_state"] == "EXECUTOR_ERROR"
+    assert keys(wes.s3, conf.run_prefix) == []  # the crate is beside the catalog, the run's area is gone
 
 
 def test_a_usage_store_that_cannot_be_written_still_leaves_nothing_behind(wes, sim, tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ from hatchway.store.store import MIGRATE_LOCK_ID, VERSION_TABLE
 REPO = Path(__file__).resolve().parents[2]
 BASE_TIME = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 TABLES = {"hatchway_workspaces", "hatchway_members", "hatchway_workflows", "hatchway_runs", "hatchway_usage",
+          "hatchway_crates",
           VERSION_TABLE}
 
 
@@ -78,7 +79,7 @@ def test_migrate_twice_is_a_no_op(url):
     Store(url).migrate()
     again = Store(url)
     again.migrate()
-    assert schema_version(url) == ["0002"]
+    assert schema_version(url) == ["0003"]
     assert TABLES <= set(sa_inspect(again.engine).get_table_names())
     again.dispose()
 
@@ -106,7 +107,7 @@ def test_concurrent_migrations_do_not_crash(url):
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert schema_version(url) == ["0002"]
+    assert schema_version(url) == ["0003"]
     for s in stores:
         s.dispose()
 
@@ -129,7 +130,7 @@ def test_processes_starting_together_all_migrate(url):
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     holder.dispose()
     assert results == [(0, "")] * 3
-    assert schema_version(url) == ["0002"]
+    assert schema_version(url) == ["0003"]
 
 
 def test_from_env_prefers_hatchway_db_url_then_airflow_home(monkeypatch, tmp_path):

@@ -44,11 +44,13 @@ class AweSubmit(BaseModel):
 
 
 def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, Any]],
-                   error: Callable[[int, str], Exception]) -> None:
+                   error: Callable[[int, str], Exception],
+                   check_budget: Callable[[Any, str], None] = lambda deps, workspace: None) -> None:
     """Add the AWE-style routes to the front door app.
 
     :param authenticate: the door's ``request -> (deps, caller)``.
     :param error: makes the door's error for a status and a message.
+    :param check_budget: the door's ``(deps, workspace)`` check that refuses a run past its budget.
     """
     from hatchway.api.airflow_runs import AirflowRuns, DagNotReady
 
@@ -104,8 +106,6 @@ def add_awe_routes(app: FastAPI, authenticate: Callable[[Request], tuple[Any, An
         dag_run_id = f"awe__{run_id}"
         if await run_in_threadpool(runs.exists, dag_run_id):
             raise error(409, f"label {label!r} is taken by a run of {user}: choose another label")
-        from hatchway.api.door import check_budget
-
         await run_in_threadpool(check_budget, deps, caller.workspace)
         try:
             await run_in_threadpool(lambda: runs.start(dag_run_id, conf.model_dump(mode="json"), user=f"awe:{user}",

@@ -354,7 +354,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
 
     # -- WES -------------------------------------------------------------------------------
     add_cromwell_routes(app, authenticate)
-    add_awe_routes(app, authenticate, DoorError)
+    add_awe_routes(app, authenticate, DoorError, check_budget)
 
     @app.get(f"{WES_PREFIX}/service-info")
     def service_info(request: Request):
@@ -444,11 +444,25 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
             outputs = wes_wdl.outputs(wdl_runs, record)
         elif state == WesState.COMPLETE:
             outputs = {"stac_catalog": catalog_url(d.bucket, record.calling_workspace, record.run_id)}
+        crate = d.store.get_crate(record.dag_id, record.dag_run_id)
+        if crate is not None:  # written by the run's write_crate teardown, whatever its end
+            outputs["ro_crate"] = {"url": str(request.url_for("get_run_crate", run_id=record.run_id)),
+                                   "location": crate[0]}
         used = d.store.get_usage(record.dag_id, record.dag_run_id)
         if used is not None:  # recorded by the run's record_usage teardown, whatever its end
             outputs["usage"] = {**used.usage.model_dump(mode="json"), "cost_center": used.cost_center}
         return {"run_id": record.run_id, "request": request_body, "state": state.value, "run_log": run_log,
                 "task_logs_url": str(request.url_for("list_tasks", run_id=record.run_id)), "outputs": outputs}
+
+    @app.get(f"{WES_PREFIX}/runs/{{run_id}}/ro-crate", name="get_run_crate")
+    def get_run_crate(run_id: str, request: Request):
+        """The run's Workflow Run RO-Crate (``ro-crate-metadata.json``), once its run wrote it."""
+        d, caller = authenticate(request)
+        record = own_run(d, caller, run_id)
+        crate = d.store.get_crate(record.dag_id, record.dag_run_id)
+        if crate is None:
+            raise DoorError(404, f"run {run_id} has no RO-Crate yet: it is written when the run ends")
+        return JSONResponse(crate[1], media_type="application/ld+json")
 
     @app.get(f"{WES_PREFIX}/runs/{{run_id}}/status")
     def get_run_status(run_id: str, request: Request):

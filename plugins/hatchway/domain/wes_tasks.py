@@ -9,5 +9,6 @@ TASK_WAIT = "wait_for_workflow"
 TASK_HARVEST = "harvest_outputs"
 TASK_STOP = "stop_workflow"
 TASK_USAGE = "record_usage"
+TASK_CRATE = "write_crate"
 TASK_CLEAN = "clean_work"
-TEARDOWNS = (TASK_STOP, TASK_USAGE, TASK_CLEAN)
+TEARDOWNS = (TASK_STOP, TASK_USAGE, TASK_CRATE, TASK_CLEAN)

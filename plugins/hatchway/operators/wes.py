@@ -210,6 +210,68 @@ class RecordUsageOperator(WesOperator):
         return usage.model_dump(mode="json")
 
 
+class WriteCrateOperator(WesOperator):
+    """Teardown: write the run's Workflow Run RO-Crate beside its outputs, on any end.
+
+    ``<calling>/processing-results/<run id>/ro-crate-metadata.json`` (linked from the STAC
+    catalog when the harvest wrote one), kept in Hatchway's store for the door's
+    ``GET /runs/{id}/ro-crate``. Runs before ``clean_work``: the inputs are read for their
+    checksums while the run's area still exists. A rewrite (a retry) replaces the crate.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from hatchway.domain.wes import catalog_prefix
+        from hatchway.domain.wes_tasks import TASK_USAGE
+        from hatchway.hooks.seqera import SeqeraHook
+        from hatchway.notifiers.notices import wes_run_notice
+        from hatchway.outputs.crate import RunFacts, build_crate, s3_inputs, stac_outputs, write_crate
+        from hatchway.store import Store
+        from hatchway.usage.runs import seen_time
+
+        conf = self.conf(context)
+        ended = wes_run_notice(context)  # the end state as the run's notice tells it
+        hook = SeqeraHook(self.settings.seqera_conn_id)
+        try:
+            found = hook.find_workflow(conf.engine_run_name, workspace_id=self.settings.seqera_workspace_id) or {}
+            workflow = (hook.get_workflow(found["id"], workspace_id=self.settings.seqera_workspace_id)
+                        .get("workflow") or found) if found.get("id") else {}
+        finally:
+            hook.close()
+        s3 = S3Hook(aws_conn_id=self.settings.aws_conn_id).get_conn()
+        prefix = catalog_prefix(conf.calling, conf.run_id)
+        source, revision = conf.workflow.launch_source
+        reason = (ended.details.get("reason") if ended else None) or workflow.get("errorMessage")
+        facts = RunFacts(
+            run_id=conf.run_id, workflow_name=conf.workflow.name, workflow_version=conf.workflow.version,
+            engine="nextflow", engine_version=(workflow.get("nextflow") or {}).get("version")
+            or workflow.get("nextflowVersion"), source_url=source, source_ref=revision,
+            commit=workflow.get("commitId"), main_path=None, executing=conf.executing, calling=conf.calling,
+            deploying=conf.deploying, started=seen_time(workflow.get("start")),
+            ended=seen_time(workflow.get("complete")) or utc_now(), state=ended.state if ended else "UNKNOWN",
+            ok=bool(ended and ended.ok), error=reason, parameters=conf.params, inputs=s3_inputs(s3, conf.params),
+            outputs=stac_outputs(s3, conf.bucket, prefix),
+            usage=context["ti"].xcom_pull(task_ids=TASK_USAGE))
+        crate = build_crate(facts)
+        location = write_crate(s3, conf.bucket, prefix, crate)
+        store = Store.from_env()
+        try:
+            store.migrate()
+            store.save_crate(context["dag"].dag_id, context["run_id"], conf.run_id, location, crate)
+        finally:
+            store.dispose()
+        self.log.info("RO-Crate of run %s (%s, %d outputs) written to %s", conf.run_id, facts.state,
+                      len(facts.outputs), location)
+        return {"location": location, "state": facts.state, "outputs": len(facts.outputs)}
+
+
+def utc_now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
 class StopWorkflowOperator(WesOperator):
     """Teardown: cancel the Seqera run if it is still live (after a failure or a cancel)."""
 

@@ -143,3 +143,16 @@ class UsageRow(Base):
     estimated_cost: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(3))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CrateRow(Base):
+    """A run's Workflow Run RO-Crate (:mod:`hatchway.outputs.crate`), as written beside its outputs."""
+
+    __tablename__ = "hatchway_crates"
+
+    dag_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    dag_run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(250))
+    location: Mapped[str] = mapped_column(String(2048))
+    crate: Mapped[dict] = mapped_column(JSON)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime())

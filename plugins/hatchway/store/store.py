@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hatchway.domain import names
 from hatchway.domain.usage import Usage
 from hatchway.domain.access import AccessPolicy, Engine as WorkflowEngine, WorkflowDeploy, can_manage
-from hatchway.store.models import MemberRow, RunRow, UsageRow, WorkflowRow, WorkspaceRow
+from hatchway.store.models import CrateRow, MemberRow, RunRow, UsageRow, WorkflowRow, WorkspaceRow
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Not Alembic's default "alembic_version": Airflow's own migrations use that table, and the
@@ -584,6 +584,26 @@ class Store:
         with self._read() as session:
             row = session.get(UsageRow, (dag_id, dag_run_id))
             return None if row is None else UsageRecord.model_validate(row)
+
+    # -- provenance
+    def save_crate(self, dag_id: str, dag_run_id: str, run_id: str, location: str, crate: dict[str, Any]) -> None:
+        """Keep the run's RO-Crate (``location``: where it was written). A rewrite replaces it."""
+
+        def run(session: Session) -> None:
+            row = session.get(CrateRow, (dag_id, dag_run_id), with_for_update=True)
+            if row is None:
+                session.add(CrateRow(dag_id=dag_id, dag_run_id=dag_run_id, run_id=run_id, location=location,
+                                     crate=crate, written_at=utcnow()))
+            else:
+                row.run_id, row.location, row.crate, row.written_at = run_id, location, crate, utcnow()
+
+        self._upsert(run)
+
+    def get_crate(self, dag_id: str, dag_run_id: str) -> tuple[str, dict[str, Any]] | None:
+        """``(location, crate)`` of the run, or None when none was written yet."""
+        with self._read() as session:
+            row = session.get(CrateRow, (dag_id, dag_run_id))
+            return None if row is None else (row.location, row.crate)
 
     def spent(self, executing_workspace: str, start: datetime | None = None) -> float:
         """Estimated cost of the workspace's runs that ended since ``start`` (all when None), in one query."""

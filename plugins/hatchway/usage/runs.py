@@ -25,8 +25,12 @@ def area_bytes(s3_client: Any, bucket: str, prefix: str, *, split: str | None = 
     return total, under
 
 
-def _time(text: str | None) -> datetime | None:
+def seen_time(text: str | None) -> datetime | None:
+    """An engine's ISO 8601 time (``Z`` or an offset), or None."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+_time = seen_time
 
 
 def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_id: int | None = None,
