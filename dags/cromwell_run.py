@@ -19,6 +19,7 @@ from hatchway.operators.cromwell import (
     RecordUsageOperator,
     SubmitWorkflowOperator,
     WaitForWorkflowOperator,
+    WriteCrateOperator,
 )
 
 with DAG(
@@ -51,7 +52,8 @@ interval for every waiting run. `place_outputs` copies every output to the desti
 checks each copy, then deletes the workflow's execution directory. The teardowns always run:
 `abort` aborts a live workflow (after a failure or a cancel), `record_usage` records what its
 calls used (runtime attributes and times from the metadata) and the estimated cost in
-Hatchway's store, and `finish` fails the run
+Hatchway's store, `write_crate` writes its Workflow Run RO-Crate beside the outputs, and
+`finish` fails the run
 unless the workflow succeeded and its outputs were placed, so a cancelled run never reads
 success. With `notify_topic` set, the end (COMPLETE, EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED)
 goes to that Kafka topic. Settings: Variable `hatchway_cromwell_config` (README).
@@ -67,8 +69,10 @@ goes to that Kafka topic. Settings: Variable `hatchway_cromwell_config` (README)
     finish = FinishRunOperator(task_id="finish", on_success_callback=notify, on_failure_callback=notify)
 
     usage = RecordUsageOperator(task_id="record_usage")
+    crate = WriteCrateOperator(task_id="write_crate")
 
-    chain(fetch, submit, wait, place, abort, usage, finish)
+    chain(fetch, submit, wait, place, abort, usage, crate, finish)
     abort.as_teardown(setups=fetch)
     usage.as_teardown(setups=fetch)
+    crate.as_teardown(setups=fetch)
     finish.as_teardown(setups=fetch, on_failure_fail_dagrun=True)

@@ -21,4 +21,7 @@ front_door = create_app(LazyDeps(deps_from_airflow))
 class HatchwayPlugin(AirflowPlugin):
     name = "hatchway"
     fastapi_apps = [{"app": front_door, "url_prefix": URL_PREFIX, "name": "Hatchway front door (GA4GH WES)"}]
+    # The operators' workspace pages (hatchway.api.ui), in the Airflow UI's navigation.
+    external_views = [{"name": "Hatchway workspaces", "href": f"{URL_PREFIX}/ui/workspaces", "destination": "nav",
+                       "url_route": "hatchway-workspaces", "category": "browse"}]
     listeners = [TeardownListener()]

@@ -337,3 +337,45 @@ def test_the_seqera_connection_form_shows_its_own_fields(page, standalone):
                   "Seqera workspace (numeric id) the runs are launched and listed in"):
         assert field in extra, extra
     page.screenshot(path=str(SCREENSHOTS / "seqera-connection.png"), full_page=True)
+
+
+def test_the_workspace_page_shows_a_workspaces_runs_and_costs_behind_the_login(page, standalone, browser):
+    """Two jobs of workspace ``dana`` recorded as their record_usage teardowns record them, in
+    the standalone's own store; the page in Airflow's navigation shows both with their costs."""
+    from datetime import datetime, timedelta, timezone
+
+    from hatchway.domain.usage import Usage
+    from hatchway.store import Store, UsageRecord
+
+    airflow, _, _ = standalone
+    store = Store(f"sqlite:///{airflow.home / 'hatchway.db'}")
+    try:
+        store.migrate()
+        store.ensure_workspace("dana", owner="dana@example.org", bucket="hatchway-ui-data")
+        now = datetime.now(timezone.utc)
+        for n, (state, cost) in enumerate((("SUCCEEDED", 1.2345), ("FAILED", 0.0421))):
+            store.record_usage(UsageRecord(
+                dag_id="job_run", dag_run_id=f"job__dana-{n}", run_id=f"INTP0000000{n + 1}",
+                executing_workspace="dana", cost_center="cc-dana", state=state,
+                started_at=now - timedelta(hours=3 - n), ended_at=now - timedelta(hours=2 - n),
+                usage=Usage(engine="nextflow", cpu_hours=6.0 - n, memory_gib_hours=24.0, wall_seconds=3600,
+                            task_count=4, failed_tasks=n, estimated_cost=cost, currency="USD")))
+    finally:
+        store.dispose()
+
+    page.goto(f"{airflow.url}/plugin/hatchway-workspaces")  # the external view, in Airflow's own frame
+    frame = page.frame_locator("iframe").first
+    frame.get_by_role("link", name="dana").click()
+    frame.get_by_text("INTP00000002").wait_for()
+    text = frame.locator("body").inner_text()
+    assert "Workspace dana" in text and "dana@example.org" in text
+    assert "1.2345 USD" in text and "0.0421 USD" in text and "SUCCEEDED" in text and "FAILED" in text
+    assert "1.28 USD (no budget)" in text  # this month's estimated cost
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SCREENSHOTS / "workspace-page.png"))
+
+    # Without Airflow's login: no page.
+    anonymous = browser.new_context().new_page()
+    answer = anonymous.goto(f"{airflow.url}/hatchway/ui/workspaces/dana")
+    assert answer.status == 401 and "dana@example.org" not in anonymous.content()
+    anonymous.context.close()

@@ -18,6 +18,7 @@ import yaml
 
 from hatchway.domain.cromwell import RUN_LABEL, WORKSPACE_LABEL
 from support import all_xcom_text, run_dag, task_states, unique, xcom_values
+from support.crate import COMPLETED, FAILED, ids, properties, read_checked
 from support.cromwell import (  # noqa: F401 - fixtures
     DATA_BUCKET, EXEC_BUCKET, MAIN, OUTPUTS, TASK, cromwell, cromwell_simulator, git, repo)
 
@@ -135,7 +136,7 @@ def test_a_type_error_is_refused_with_file_line_and_column_before_anything_is_su
     # The setup failed, so nothing exists to abort: Airflow skips its teardowns, the run is failed.
     assert states == {"fetch_source": "failed", "submit": "upstream_failed", "wait": "upstream_failed",
                       "place_outputs": "upstream_failed", "abort": "upstream_failed", "record_usage": "upstream_failed",
-                      "finish": "upstream_failed"}
+                      "write_crate": "upstream_failed", "finish": "upstream_failed"}
     assert xcom_values(run)["fetch_source:refused"].splitlines()[-1] == "main.wdl:6:11: Expected Int instead of Boolean"
     assert cromwell.submissions() == [] and cromwell.calls().get("submit", 0) == 0
 
@@ -168,7 +169,13 @@ def test_a_failed_workflow_fails_the_run_with_cromwells_first_failure_and_keeps_
     assert "exited with return code 3" in event["reason"]
     workflow = event["workflow_id"]
     assert _keys(cromwell.s3, EXEC_BUCKET, f"executions/hello/{workflow}/")  # kept for a post-mortem
-    assert _keys(cromwell.s3, DATA_BUCKET, f"alice-lab/cromwell/{conf['run_id']}/") == []
+    # Nothing placed: the destination holds the run's RO-Crate alone, which says what failed.
+    destination = f"alice-lab/cromwell/{conf['run_id']}/"
+    assert _keys(cromwell.s3, DATA_BUCKET, destination) == [destination + "ro-crate-metadata.json"]
+    crate = json.loads(cromwell.s3.get_object(Bucket=DATA_BUCKET, Key=destination + "ro-crate-metadata.json")
+                       ["Body"].read())
+    _, _, action = read_checked(crate)
+    assert ids(action.get("actionStatus")) == [FAILED] and "exited with return code 3" in action.get("error")
 
 
 def test_a_workflow_that_outlives_its_run_is_aborted_by_the_teardown(cromwell, repo, monkeypatch):
@@ -259,7 +266,40 @@ def test_a_run_records_what_its_calls_used_from_cromwells_metadata(cromwell, rep
     assert (record.run_id, record.state, usage.engine, usage.task_count) == (conf["run_id"], "Succeeded", "wdl", 1)
     assert usage.cpu_hours == pytest.approx(4 * 0.5) and usage.memory_gib_hours == pytest.approx(8 * 0.5)
     placed = sum(o["Size"] for page in cromwell.s3.get_paginator("list_objects_v2").paginate(
-        Bucket=DATA_BUCKET, Prefix=f"alice-lab/cromwell/{conf['run_id']}/") for o in page.get("Contents", []))
+        Bucket=DATA_BUCKET, Prefix=f"alice-lab/cromwell/{conf['run_id']}/") for o in page.get("Contents", [])
+        if not o["Key"].endswith("ro-crate-metadata.json"))  # written after the usage was counted
     assert usage.results_bytes == placed > 0
     # Spot (preemptible) capacity per unit, from the default table: 4 vCPU and 8 GiB for half an hour.
     assert usage.estimated_cost == pytest.approx((4 * 0.0125 + 8 * 0.0017) * 0.5, rel=0.01)
+
+
+def test_a_finished_run_writes_a_workflow_run_crate_beside_its_outputs(cromwell, repo, git, tmp_path, monkeypatch):
+    import hashlib
+
+    from hatchway.store import Store
+
+    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path / 'crates.db'}")
+    cromwell.set_course("succeed", after=1, outputs=OUTPUTS)
+    conf = _conf(repo)
+    run = run_dag("cromwell_run", **conf)
+    assert run.state == "success", task_states(run)
+    destination = f"alice-lab/cromwell/{conf['run_id']}/"
+    crate_json = json.loads(cromwell.s3.get_object(Bucket=DATA_BUCKET, Key=destination + "ro-crate-metadata.json")
+                            ["Body"].read())
+    crate, workflow, action = read_checked(crate_json)
+    assert ids(action.get("actionStatus")) == [COMPLETED]
+    assert workflow.get("identifier") == git.rev_parse(repo["name"], "v1")  # the commit that ran, not the tag
+    assert workflow.get("programmingLanguage").get("alternateName") == "WDL"
+    [greeting] = [crate.get(i) for i in ids(action.get("result"))]
+    body = cromwell.s3.get_object(Bucket=DATA_BUCKET, Key=destination + "call-say/execution/greeting.txt")["Body"].read()
+    assert greeting.get("sha256") == hashlib.sha256(body).hexdigest() and int(greeting.get("contentSize")) == len(body)
+    assert greeting.get("exampleOfWork").get("name") == "hello.greeting"
+    assert [crate.get(i).get("value") for i in ids(action.get("object"))] == ["ada"]
+    engine = [e for e in crate.get_entities() if e.type == "OrganizeAction"][0].get("instrument")
+    assert engine.get("name") == "Cromwell" and engine.get("softwareVersion")
+    assert properties(crate, action)["end_state"] == "Succeeded"
+    store = Store(f"sqlite:///{tmp_path / 'crates.db'}")
+    try:
+        assert store.get_crate("cromwell_run", run.run_id)[1] == crate_json
+    finally:
+        store.dispose()

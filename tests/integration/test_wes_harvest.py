@@ -1,5 +1,6 @@
 """wes_run through the real DAG (dag.test), against moto over HTTP and the Seqera simulator:
-the launch's cost tag, and a harvest that does not finish keeping the run's outputs.
+the launch's cost tag, a harvest that does not finish keeping the run's outputs, what a run used
+and cost, its budget notice, and its Workflow Run RO-Crate on any end.
 
 The door is not in the way here: the conf is the one the door builds (``executing_context``).
 """
@@ -66,6 +67,13 @@ def launch_config(sim, conf: WesRunConf) -> list[str]:
 def keys(s3, prefix: str) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _crate_of(s3, conf: WesRunConf) -> dict:
+    from hatchway.outputs.crate import CRATE_FILE
+
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=f"{catalog_prefix(conf.calling, conf.run_id)}{CRATE_FILE}")
+                      ["Body"].read())
 
 
 # -- cost identity --------------------------------------------------------------------------
@@ -140,17 +148,7 @@ def test_a_failed_harvest_keeps_the_outputs_and_a_second_harvest_finishes_and_cl
     assert xcom_values(second)["clean_work:return_value"]["kept_outputs"] is None
 
 
-def test_a_run_whose_workflow_failed_leaves_nothing_behind(wes, sim):
-    """No harvest started, so nothing is kept: the clean-up removes the area as before."""
-    conf = wes_conf()
-    sim.set_course(conf.engine_run_name, "fail", after=1, exit_status=12)
-    wes.s3.put_object(Bucket=BUCKET, Key=f"{conf.run_prefix}work/ab/cd/.command.log", Body=b"log")
-    run = run_wes(conf)
-    assert run.state == "failed"
-    assert keys(wes.s3, conf.run_prefix) == []
-
-
-# -- usage and estimated cost ------------------------------------------------------------------
+# -- usage, estimated cost and the run's RO-Crate ----------------------------------------
 TASKS = [{"process": "ALIGN", "cpus": 4, "memory_gib": 8.0, "minutes": 30.0, "machine_type": "m5.xlarge",
           "price_model": "spot"},
          {"process": "CALL", "cpus": 2, "memory_gib": 6.0, "minutes": 60.0, "machine_type": "r9.weird",
@@ -168,11 +166,18 @@ def usage_store(tmp_path, monkeypatch):
     store.dispose()
 
 
-def test_a_run_records_its_usage_and_estimated_cost_against_the_executing_workspace(wes, sim, usage_store):
+def test_a_finished_run_records_its_usage_and_cost_and_writes_its_crate_beside_the_catalog(wes, sim, usage_store):
+    """One run, both records: what it used (against the executing workspace) and what it was."""
+    import hashlib
+
     from hatchway.domain.usage import PriceTable, seqera_tasks, task_cost
+    from support.crate import COMPLETED, ids, properties, read_checked
 
     provision_record(wes.s3, "alice", cost_center="cc-42")
     conf = wes_conf(executing="alice", calling="bob")
+    reads = b"@r1\nACGT\n+\nIIII\n" * 1000
+    wes.s3.put_object(Bucket=BUCKET, Key="inputs/reads.fq", Body=reads)
+    conf = conf.model_copy(update={"params": {"reads": f"s3://{BUCKET}/inputs/reads.fq", "min_score": 0.5}})
     sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS, tasks=TASKS)
     work = b"x" * 5000
     wes.s3.put_object(Bucket=BUCKET, Key=f"{conf.run_prefix}work/ab/cd/.command.log", Body=work)
@@ -202,79 +207,7 @@ def test_a_run_records_its_usage_and_estimated_cost_against_the_executing_worksp
     assert sim_run["status"] == "SUCCEEDED"
     assert xcom_values(run)["record_usage:return_value"]["estimated_cost"] == usage.estimated_cost
 
-
-def test_a_failed_run_records_what_it_used_until_it_failed(wes, sim, usage_store):
-    conf = wes_conf()
-    sim.set_course(conf.engine_run_name, "fail", after=1, tasks=TASKS)
-    run = run_wes(conf)
-    assert run.state == "failed"
-    assert task_states(run)["record_usage"] == "success"
-    [record] = usage_store.usage_of("alice")
-    assert (record.state, record.cost_center) == ("FAILED", None)  # no workspace record: no made-up centre
-    assert (record.usage.task_count, record.usage.failed_tasks) == (2, 1)
-    assert keys(wes.s3, conf.run_prefix) == []  # counted, then cleaned
-
-
-def test_the_run_that_takes_the_month_past_the_soft_limit_sends_one_budget_notice(wes, sim, usage_store, set_config,
-                                                                                monkeypatch):
-    from datetime import datetime, timezone
-
-    from hatchway.domain.notify import Notice
-    from hatchway.domain.usage import Usage
-    from hatchway.store import UsageRecord
-    from support.notify import WebhookReceiver
-
-    usage_store.migrate()
-    now = datetime.now(timezone.utc)
-    usage_store.record_usage(UsageRecord(  # earlier this month: 0.70 of a 1.00 budget
-        dag_id="wes_run", dag_run_id="wes__earlier", run_id="earlier", executing_workspace="alice", state="SUCCEEDED",
-        ended_at=now.replace(day=1, hour=0, minute=0, second=1),
-        usage=Usage(engine="nextflow", cpu_hours=1, memory_gib_hours=1, wall_seconds=1, task_count=1, failed_tasks=0,
-                    estimated_cost=0.70, currency="USD")))
-    set_config(budgets={"alice": {"amount": 1.0, "soft_limit": 0.8}})
-    receiver = WebhookReceiver()
-    try:
-        monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_NOTIFY_CONFIG", json.dumps({"default": {"webhook": receiver.url}}))
-        conf = wes_conf()
-        sim.set_course(conf.engine_run_name, "succeed", after=1, tasks=TASKS)  # ~0.10 more
-        assert run_wes(conf).state == "success"
-        def budget_notices() -> list[Notice]:  # the webhook hears the runs' own notices too
-            return [n for n in (Notice.model_validate_json(p["body"]) for p in receiver.received) if n.kind == "budget"]
-
-        [notice] = budget_notices()
-        assert (notice.kind, notice.workspace, notice.state, notice.run_id) == (
-            "budget", "alice", "SOFT_LIMIT", f"{now:%Y-%m}")
-        assert notice.details["spent"] == pytest.approx(usage_store.spent("alice"), abs=0.01)
-        assert 0.8 <= notice.details["spent"] < 1.0 and notice.details["last_run"] == conf.run_id
-        second = wes_conf()  # already past the soft limit, not yet the budget: nothing more to say
-        sim.set_course(second.engine_run_name, "succeed", after=1, tasks=TASKS[:1])
-        assert run_wes(second).state == "success"
-        assert len(budget_notices()) == 1
-    finally:
-        receiver.close()
-
-
-# -- provenance: a Workflow Run RO-Crate for every end ---------------------------------------------
-def _crate_of(s3, conf: WesRunConf) -> dict:
-    from hatchway.outputs.crate import CRATE_FILE
-
-    return json.loads(s3.get_object(Bucket=BUCKET, Key=f"{catalog_prefix(conf.calling, conf.run_id)}{CRATE_FILE}")
-                      ["Body"].read())
-
-
-def test_a_finished_run_writes_a_workflow_run_crate_beside_its_catalog(wes, sim, usage_store):
-    import hashlib
-
-    from support.crate import COMPLETED, ids, properties, read_checked
-
-    conf = wes_conf(executing="alice", calling="bob")
-    reads = b"@r1\nACGT\n+\nIIII\n" * 1000
-    wes.s3.put_object(Bucket=BUCKET, Key="inputs/reads.fq", Body=reads)
-    conf = conf.model_copy(update={"params": {"reads": f"s3://{BUCKET}/inputs/reads.fq", "min_score": 0.5}})
-    sim.set_course(conf.engine_run_name, "succeed", after=1, outputs=OUTPUTS, tasks=TASKS)
-    run = run_wes(conf)
-    assert run.state == "success", task_states(run)
-
+    # The crate.
     crate, workflow, action = read_checked(_crate_of(wes.s3, conf))
     assert workflow.get("codeRepository") == "https://github.com/nextflow-io/hello"
     assert workflow.get("programmingLanguage")["name"] == "Nextflow"
@@ -306,19 +239,58 @@ def test_a_finished_run_writes_a_workflow_run_crate_beside_its_catalog(wes, sim,
     assert stored == _crate_of(wes.s3, conf) and location.endswith("/ro-crate-metadata.json")
 
 
-def test_a_failed_run_writes_a_crate_that_says_what_failed(wes, sim, usage_store):
+def test_a_failed_run_records_what_it_used_and_a_crate_that_says_what_failed(wes, sim, usage_store):
     from support.crate import FAILED, ids, properties, read_checked
 
     conf = wes_conf()
-    sim.set_course(conf.engine_run_name, "fail", after=1, exit_status=12)
+    sim.set_course(conf.engine_run_name, "fail", after=1, tasks=TASKS)
     run = run_wes(conf)
     assert run.state == "failed"
+    assert task_states(run)["record_usage"] == task_states(run)["write_crate"] == "success"
+    [record] = usage_store.usage_of("alice")
+    assert (record.state, record.cost_center) == ("FAILED", None)  # no workspace record: no made-up centre
+    assert (record.usage.task_count, record.usage.failed_tasks) == (2, 1)
     crate, _, action = read_checked(_crate_of(wes.s3, conf))
     assert ids(action.get("actionStatus")) == [FAILED]
     assert "the workflow failed" in action.get("error")
     assert action.get("result") in (None, [])
     assert properties(crate, action)["end_state"] == "EXECUTOR_ERROR"
-    assert keys(wes.s3, conf.run_prefix) == []  # the crate is beside the catalog, the run's area is gone
+    assert keys(wes.s3, conf.run_prefix) == []  # counted, then cleaned; the crate is beside the catalog
+
+
+def test_the_run_that_takes_the_month_past_the_soft_limit_sends_a_budget_notice(wes, sim, usage_store, set_config,
+                                                                                monkeypatch):
+    from datetime import datetime, timezone
+
+    from hatchway.domain.notify import Notice
+    from hatchway.domain.usage import Usage
+    from hatchway.store import UsageRecord
+    from support.notify import WebhookReceiver
+
+    usage_store.migrate()
+    now = datetime.now(timezone.utc)
+    usage_store.record_usage(UsageRecord(  # earlier this month: 0.70 of a 1.00 budget
+        dag_id="wes_run", dag_run_id="wes__earlier", run_id="earlier", executing_workspace="alice", state="SUCCEEDED",
+        ended_at=now.replace(day=1, hour=0, minute=0, second=1),
+        usage=Usage(engine="nextflow", cpu_hours=1, memory_gib_hours=1, wall_seconds=1, task_count=1, failed_tasks=0,
+                    estimated_cost=0.70, currency="USD")))
+    set_config(budgets={"alice": {"amount": 1.0, "soft_limit": 0.8}})
+    receiver = WebhookReceiver()
+    try:
+        monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_NOTIFY_CONFIG", json.dumps({"default": {"webhook": receiver.url}}))
+        conf = wes_conf()
+        sim.set_course(conf.engine_run_name, "succeed", after=1, tasks=TASKS)  # ~0.10 more
+        assert run_wes(conf).state == "success"
+        def budget_notices() -> list[Notice]:  # the webhook hears the runs' own notices too
+            return [n for n in (Notice.model_validate_json(p["body"]) for p in receiver.received) if n.kind == "budget"]
+
+        [notice] = budget_notices()
+        assert (notice.kind, notice.workspace, notice.state, notice.run_id) == (
+            "budget", "alice", "SOFT_LIMIT", f"{now:%Y-%m}")
+        assert notice.details["spent"] == pytest.approx(usage_store.spent("alice"), abs=0.01)
+        assert 0.8 <= notice.details["spent"] < 1.0 and notice.details["last_run"] == conf.run_id
+    finally:
+        receiver.close()
 
 
 def test_a_usage_store_that_cannot_be_written_still_leaves_nothing_behind(wes, sim, tmp_path, monkeypatch):

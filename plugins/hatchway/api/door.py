@@ -37,6 +37,7 @@ from hatchway.api.auth import Caller, TokenVerifier, Unauthorized, bearer_token
 from hatchway.api import wes_wdl
 from hatchway.api.awe import add_awe_routes
 from hatchway.api.cromwell_door import add_cromwell_routes
+from hatchway.api.ui import add_ui_routes
 from hatchway.domain import access
 from hatchway.domain.cromwell import CromwellSettings
 from hatchway.domain.cromwell_state import CROMWELL_DAG_ID
@@ -355,6 +356,7 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
     # -- WES -------------------------------------------------------------------------------
     add_cromwell_routes(app, authenticate)
     add_awe_routes(app, authenticate, DoorError, check_budget)
+    add_ui_routes(app, lazy.get)
 
     @app.get(f"{WES_PREFIX}/service-info")
     def service_info(request: Request):

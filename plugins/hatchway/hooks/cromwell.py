@@ -236,6 +236,10 @@ class CromwellHook(rest.HttpClients, BaseHook):
             params.append(("expandSubWorkflows", "true"))
         return self._request("GET", self._wf(workflow_id, "metadata"), params=params)
 
+    def engine_version(self) -> str | None:
+        """``GET /engine/{v}/version``: Cromwell's version (``{"cromwell": "87"}``)."""
+        return (self._request("GET", f"/engine/{self.endpoint.api_version}/version") or {}).get("cromwell")
+
     def labels(self, workflow_id: str) -> dict[str, str]:
         return self._request("GET", self._wf(workflow_id, "labels")).get("labels") or {}
 

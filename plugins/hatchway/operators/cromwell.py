@@ -273,6 +273,66 @@ class RecordUsageOperator(CromwellOperator):
         return usage.model_dump(mode="json")
 
 
+class WriteCrateOperator(CromwellOperator):
+    """Teardown: write the run's Workflow Run RO-Crate beside its outputs (the destination), on
+    any end, and keep it in Hatchway's store. The outputs are the placed copies, each read for
+    its size and sha256 (up to 64 MiB); the workflow is the repository at the commit that ran."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from datetime import datetime, timezone
+
+        from hatchway.operators.workspace import load_config
+        from hatchway.outputs.crate import RunFacts, build_crate, s3_inputs, write_crate
+        from hatchway.store import Store
+        from hatchway.usage.runs import seen_time
+        from hatchway.workspace.clients import AwsClients
+
+        ti = context["ti"]
+        conf = self.conf(context)
+        config = load_config()
+        s3 = AwsClients.from_connection(self.settings.aws_conn_id, config.region).s3
+        workflow = self.submitted(context)
+        metadata: dict[str, Any] = {}
+        version = None
+        if workflow:
+            hook = self.hook(context, conf)
+            try:
+                metadata = hook.metadata(workflow, include=["workflowName", "status", "start", "end", "failures"])
+                version = hook.engine_version()
+            finally:
+                hook.close()
+        event = ti.xcom_pull(task_ids=TASK_WAIT, key=XCOM_EVENT) or {}
+        placed = ti.xcom_pull(task_ids=TASK_PLACE) or {}
+        ok = event.get("status") == "success" and bool(placed)
+        failures = metadata.get("failures") or []
+        error = None if ok else (event.get("reason") or (failures[0].get("message") if failures else None)
+                                 or "the run was cancelled or failed before the workflow ended")
+        fetched = ti.xcom_pull(task_ids=TASK_FETCH) or {}
+        outputs = {name: url for name, url in (placed.get("outputs") or {}).items()
+                   if isinstance(url, str) and url.startswith("s3://")}
+        facts = RunFacts(
+            run_id=conf.run_id, workflow_name=metadata.get("workflowName") or conf.source.path,
+            workflow_version=conf.source.ref, engine="wdl", engine_version=version, source_url=conf.source.repo,
+            source_ref=conf.source.ref, commit=fetched.get("commit"), main_path=conf.source.path,
+            executing=conf.workspace, calling=conf.workspace, deploying=None,
+            started=seen_time(metadata.get("start")), ended=seen_time(metadata.get("end"))
+            or datetime.now(timezone.utc), state=metadata.get("status") or ("NotSubmitted" if not workflow
+                                                                             else "Unknown"),
+            ok=ok, error=error, parameters=conf.inputs, inputs=s3_inputs(s3, conf.inputs),
+            outputs=s3_inputs(s3, outputs), usage=ti.xcom_pull(task_ids="record_usage"))
+        crate = build_crate(facts)
+        bucket, prefix = _split(conf.destination_url(config.bucket))
+        location = write_crate(s3, bucket, prefix, crate)
+        store = Store.from_env()
+        try:
+            store.migrate()
+            store.save_crate(context["dag"].dag_id, context["run_id"], conf.run_id, location, crate)
+        finally:
+            store.dispose()
+        self.log.info("RO-Crate of run %s (%s) written to %s", conf.run_id, facts.state, location)
+        return {"location": location, "state": facts.state, "outputs": len(facts.outputs)}
+
+
 def _split(url: str) -> tuple[str, str]:
     bucket, _, prefix = url[len("s3://"):].partition("/")
     return bucket, prefix.rstrip("/") + "/" if prefix else ""

@@ -271,8 +271,9 @@ class RecordUsageOperator(JobOperator):
         work, results = (buckets.stored_bytes(name) for name in (names.work_bucket, names.results_bucket))
         hook = SeqeraHook(self.config.seqera_conn_id)
         try:
+            launched = context["ti"].xcom_pull(task_ids="launch") or {}
             usage, seen = seqera_run_usage(hook, names.run_name, self.config.price_table, work_bytes=work,
-                                           results_bytes=results)
+                                           results_bytes=results, workflow_id=launched.get("workflow_id"))
         finally:
             hook.close()
         record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=names.job_id,

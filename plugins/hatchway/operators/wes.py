@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from hatchway.workspace.clients import AwsClients
 
 RUN_NAME_TEMPLATE = "wes-{{ dag_run.conf['run_id'] }}"
+XCOM_ENGINE_RUN = "engine_run"  # record_usage -> write_crate: what Seqera said of the run
 
 
 def load_wes_settings(variable: str | None = None) -> WesSettings:
@@ -194,7 +195,8 @@ class RecordUsageOperator(WesOperator):
         try:
             usage, seen = seqera_run_usage(hook, conf.engine_run_name, config.price_table,
                                            workspace_id=self.settings.seqera_workspace_id,
-                                           work_bytes=stored - outputs, results_bytes=outputs)
+                                           work_bytes=stored - outputs, results_bytes=outputs,
+                                           workflow_id=context["ti"].xcom_pull(task_ids=TASK_LAUNCH))
         finally:
             hook.close()
         record = read_record(clients, config, conf.executing)
@@ -206,6 +208,7 @@ class RecordUsageOperator(WesOperator):
             from hatchway.notifiers.channels import dispatch
 
             dispatch(notice)
+        context["ti"].xcom_push(key=XCOM_ENGINE_RUN, value=seen["workflow"])  # for write_crate: no second call
         self.log.info(usage_line(conf.run_id, usage, seen["state"]))
         return usage.model_dump(mode="json")
 
@@ -232,22 +235,24 @@ class WriteCrateOperator(WesOperator):
 
         conf = self.conf(context)
         ended = wes_run_notice(context)  # the end state as the run's notice tells it
-        hook = SeqeraHook(self.settings.seqera_conn_id)
-        try:
-            found = hook.find_workflow(conf.engine_run_name, workspace_id=self.settings.seqera_workspace_id) or {}
-            workflow = (hook.get_workflow(found["id"], workspace_id=self.settings.seqera_workspace_id)
-                        .get("workflow") or found) if found.get("id") else {}
-        finally:
-            hook.close()
+        workflow = context["ti"].xcom_pull(task_ids=TASK_USAGE, key=XCOM_ENGINE_RUN)
+        if workflow is None:  # record_usage did not get that far: ask Seqera here
+            from hatchway.usage.runs import seqera_run_usage
+
+            hook = SeqeraHook(self.settings.seqera_conn_id)
+            try:
+                workflow = seqera_run_usage(hook, conf.engine_run_name, self.platform[0].price_table,
+                                            workspace_id=self.settings.seqera_workspace_id)[1]["workflow"]
+            finally:
+                hook.close()
         s3 = S3Hook(aws_conn_id=self.settings.aws_conn_id).get_conn()
         prefix = catalog_prefix(conf.calling, conf.run_id)
         source, revision = conf.workflow.launch_source
-        reason = (ended.details.get("reason") if ended else None) or workflow.get("errorMessage")
+        reason = (ended.details.get("reason") if ended else None) or workflow.get("error")
         facts = RunFacts(
             run_id=conf.run_id, workflow_name=conf.workflow.name, workflow_version=conf.workflow.version,
-            engine="nextflow", engine_version=(workflow.get("nextflow") or {}).get("version")
-            or workflow.get("nextflowVersion"), source_url=source, source_ref=revision,
-            commit=workflow.get("commitId"), main_path=None, executing=conf.executing, calling=conf.calling,
+            engine="nextflow", engine_version=workflow.get("engine_version"), source_url=source, source_ref=revision,
+            commit=workflow.get("commit"), main_path=None, executing=conf.executing, calling=conf.calling,
             deploying=conf.deploying, started=seen_time(workflow.get("start")),
             ended=seen_time(workflow.get("complete")) or utc_now(), state=ended.state if ended else "UNKNOWN",
             ok=bool(ended and ended.ok), error=reason, parameters=conf.params, inputs=s3_inputs(s3, conf.params),

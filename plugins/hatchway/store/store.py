@@ -348,6 +348,12 @@ class Store:
             row = session.get(WorkspaceRow, name)
             return None if row is None else Workspace.model_validate(row)
 
+    def list_workspaces(self) -> list[Workspace]:
+        """Every workspace the store knows, by name."""
+        with self._read() as session:
+            return [Workspace.model_validate(row) for row in session.scalars(select(WorkspaceRow).order_by(
+                WorkspaceRow.name))]
+
     def add_member(self, workspace: str, user: str, role: str = "member") -> Member:
         """Add ``user`` to ``workspace``, or change their role.
 
@@ -477,6 +483,13 @@ class Store:
         """:return: the run, whoever submitted it: callers check ``calling_workspace``."""
         with self._read() as session:
             row = session.get(RunRow, run_id)
+            return None if row is None else RunRecord.model_validate(row)
+
+    def get_run_by_dag_run(self, dag_id: str, dag_run_id: str) -> RunRecord | None:
+        """The front door's run of that Airflow run (None: started some other way, e.g. Kafka)."""
+        with self._read() as session:
+            row = session.scalars(select(RunRow).where(RunRow.dag_id == dag_id, RunRow.dag_run_id == dag_run_id)
+                                  ).first()
             return None if row is None else RunRecord.model_validate(row)
 
     def list_runs(

@@ -34,24 +34,32 @@ _time = seen_time
 
 
 def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_id: int | None = None,
-                     work_bytes: int = 0, results_bytes: int = 0,
+                     work_bytes: int = 0, results_bytes: int = 0, workflow_id: str | None = None,
                      now: datetime | None = None) -> tuple[Usage, dict[str, Any]]:
-    """The usage of the Seqera run named ``run_name`` (none launched: nothing used, state
-    ``NOT_LAUNCHED``), and what is known of it: ``state``, ``started_at``, ``ended_at``."""
+    """The usage of the Seqera run (``workflow_id`` when the launch said it, else found by
+    ``run_name``; none launched: nothing used, state ``NOT_LAUNCHED``), and what is known of it:
+    ``state``, ``started_at``, ``ended_at`` and ``workflow`` (the engine's facts a crate names:
+    ``commit``, ``engine_version``, ``start``, ``complete``, ``status``, ``error``)."""
     now = now or datetime.now(timezone.utc)
-    found = hook.find_workflow(run_name, workspace_id=workspace_id) or {}
-    if not found.get("id"):
+    if not workflow_id:
+        workflow_id = (hook.find_workflow(run_name, workspace_id=workspace_id) or {}).get("id")
+    if not workflow_id:
         usage = price("nextflow", [], table, wall_seconds=0, work_bytes=work_bytes, results_bytes=results_bytes)
-        return usage, {"state": "NOT_LAUNCHED", "started_at": None, "ended_at": now, "engine_run_id": None}
-    described = hook.get_workflow(found["id"], workspace_id=workspace_id)  # with its progress load
-    workflow = described.get("workflow") or found
-    tasks = seqera_tasks(hook.list_tasks(found["id"], workspace_id=workspace_id))
-    started, ended = _time(workflow.get("start")), _time(workflow.get("complete"))
+        return usage, {"state": "NOT_LAUNCHED", "started_at": None, "ended_at": now, "engine_run_id": None,
+                       "workflow": {}}
+    described = hook.get_workflow(workflow_id, workspace_id=workspace_id)  # with its progress load
+    workflow = described.get("workflow") or {}
+    tasks = seqera_tasks(hook.list_tasks(workflow_id, workspace_id=workspace_id))
+    started, ended = seen_time(workflow.get("start")), seen_time(workflow.get("complete"))
     wall = ((ended or now) - started).total_seconds() if started else 0.0
     usage = price("nextflow", tasks, table, wall_seconds=wall, work_bytes=work_bytes, results_bytes=results_bytes,
                   engine_cost=seqera_engine_cost(described.get("progress")))
+    facts = {"commit": workflow.get("commitId"), "status": workflow.get("status"),
+             "engine_version": (workflow.get("nextflow") or {}).get("version") or workflow.get("nextflowVersion"),
+             "start": workflow.get("start"), "complete": workflow.get("complete"),
+             "error": workflow.get("errorMessage")}
     return usage, {"state": workflow.get("status") or "UNKNOWN", "started_at": started, "ended_at": ended or now,
-                   "engine_run_id": found["id"]}
+                   "engine_run_id": workflow_id, "workflow": facts}
 
 
 def cromwell_run_usage(hook: Any, workflow_id: str | None, table: PriceTable, *, work_bytes: int = 0,
