@@ -186,6 +186,27 @@ def deps_from_airflow() -> DoorDeps:
     return DoorDeps(store=store, verifier=verifier, runs=AirflowRuns(), platform=config, cromwell=cromwell)
 
 
+@dataclass
+class UiDeps:
+    """What the workspace pages need when the door itself is not configured: the store and the
+    platform config (no token rules: the pages are behind Airflow's login, not the door's tokens)."""
+
+    store: Store
+    platform: PlatformConfig
+
+
+def ui_deps_from_airflow() -> UiDeps:
+    """The store (``HATCHWAY_DB_URL``) and Variable ``hatchway_config``; raises when it is missing."""
+    from airflow.models.variable import Variable
+
+    from hatchway.store import Store
+
+    config = PlatformConfig.from_json(Variable.get(PLATFORM_VARIABLE))
+    store = Store.from_env()
+    store.migrate()
+    return UiDeps(store=store, platform=config)
+
+
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -356,7 +377,15 @@ def create_app(deps: LazyDeps | Callable[[], DoorDeps]) -> FastAPI:
     # -- WES -------------------------------------------------------------------------------
     add_cromwell_routes(app, authenticate)
     add_awe_routes(app, authenticate, DoorError, check_budget)
-    add_ui_routes(app, lazy.get)
+    ui_lazy = LazyDeps(ui_deps_from_airflow)
+
+    def ui_deps():
+        try:
+            return lazy.get()
+        except DoorNotConfigured:  # the pages need no token rules: the store and the config will do
+            return ui_lazy.get()
+
+    add_ui_routes(app, ui_deps)
 
     @app.get(f"{WES_PREFIX}/service-info")
     def service_info(request: Request):
