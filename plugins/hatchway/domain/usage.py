@@ -19,6 +19,8 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hatchway.domain.wave import parse_time
+
 GIB = 2**30
 HOURS_PER_MONTH = 730.0  # AWS's storage month
 _MEMORY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*$")
@@ -176,10 +178,10 @@ def memory_gib(text: Any) -> float:
 
 
 def _seconds(start: str | None, end: str | None) -> float:
-    if not start or not end:
+    started, ended = parse_time(start), parse_time(end)
+    if started is None or ended is None:
         return 0.0
-    return max(0.0, (datetime.fromisoformat(end.replace("Z", "+00:00"))
-                     - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds())
+    return max(0.0, (ended - started).total_seconds())
 
 
 def cromwell_tasks(metadata: dict[str, Any]) -> list[TaskUse]:

@@ -239,8 +239,10 @@ class RecordUsageOperator(CromwellOperator):
     (on success the intermediates were already removed)."""
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.operators.usage import record
         from hatchway.operators.workspace import load_config
-        from hatchway.usage.runs import area_bytes, cromwell_run_usage, record_run_usage, usage_line
+        from hatchway.outputs.stac import split_s3
+        from hatchway.usage.runs import area_bytes, cromwell_run_usage
         from hatchway.workspace.clients import AwsClients
         from hatchway.workspace.provision import read_record
 
@@ -248,43 +250,37 @@ class RecordUsageOperator(CromwellOperator):
         config = load_config()
         clients = AwsClients.from_connection(self.settings.aws_conn_id, config.region)
         workflow = self.submitted(context)
-        root = ""
-        hook = self.hook(context, conf) if workflow else None
-        try:
-            if hook is not None:
-                root = hook.metadata(workflow, include=["workflowRoot"]).get("workflowRoot") or ""
-            work = area_bytes(clients.s3, *_split(root))[0] if root.startswith("s3://") else 0
-            results = area_bytes(clients.s3, *_split(conf.destination_url(config.bucket)))[0]
-            usage, seen = cromwell_run_usage(hook, workflow, config.price_table, work_bytes=work,
-                                             results_bytes=results)
-        finally:
-            if hook is not None:
+        metadata = None
+        if workflow:  # one read: the calls, and the workflow root whose bytes count
+            hook = self.hook(context, conf)
+            try:
+                metadata = hook.metadata(workflow, expand_subworkflows=True)
+            finally:
                 hook.close()
-        record = read_record(clients, config, conf.workspace)
-        notice = record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"],
-                                  run_id=conf.run_id, executing=conf.workspace, calling=None,
-                                  cost_center=record.cost_center if record else None,
-                                  budget=config.budgets.get(conf.workspace))
-        if notice is not None:
-            from hatchway.notifiers.channels import dispatch
-
-            dispatch(notice)
-        self.log.info(usage_line(conf.run_id, usage, seen["state"]))
-        return usage.model_dump(mode="json")
+        root = (metadata or {}).get("workflowRoot") or ""
+        work = area_bytes(clients.s3, *split_s3(root.rstrip("/") + "/"))[0] if root.startswith("s3://") else 0
+        results = area_bytes(clients.s3, *split_s3(conf.destination_url(config.bucket)))[0]
+        usage, seen = cromwell_run_usage(metadata, config.price_table, work_bytes=work, results_bytes=results)
+        workspace = read_record(clients, config, conf.workspace)
+        return record(context, self.log, usage, seen, run_id=conf.run_id, executing=conf.workspace, calling=None,
+                      cost_center=workspace.cost_center if workspace else None,
+                      budget=config.budgets.get(conf.workspace))
 
 
 class WriteCrateOperator(CromwellOperator):
     """Teardown: write the run's Workflow Run RO-Crate beside its outputs (the destination), on
     any end, and keep it in Hatchway's store. The outputs are the placed copies, each read for
-    its size and sha256 (up to 64 MiB); the workflow is the repository at the commit that ran."""
+    its size and sha256 (up to 64 MiB); the workflow is the repository at the commit that ran.
+    What Cromwell said of the workflow comes from ``record_usage`` (asked again only if it has
+    nothing)."""
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from datetime import datetime, timezone
-
+        from hatchway.domain.wave import parse_time
+        from hatchway.domain.workspace import utcnow
+        from hatchway.operators.usage import XCOM_ENGINE_RUN
         from hatchway.operators.workspace import load_config
-        from hatchway.outputs.crate import RunFacts, build_crate, s3_inputs, write_crate
-        from hatchway.store import Store
-        from hatchway.usage.runs import seen_time
+        from hatchway.outputs.crate import RunFacts, build_crate, keep_crate, s3_inputs, write_crate
+        from hatchway.outputs.stac import split_s3
         from hatchway.workspace.clients import AwsClients
 
         ti = context["ti"]
@@ -292,50 +288,42 @@ class WriteCrateOperator(CromwellOperator):
         config = load_config()
         s3 = AwsClients.from_connection(self.settings.aws_conn_id, config.region).s3
         workflow = self.submitted(context)
-        metadata: dict[str, Any] = {}
+        facts_seen = ti.xcom_pull(task_ids="record_usage", key=XCOM_ENGINE_RUN)
         version = None
         if workflow:
+            from hatchway.usage.runs import cromwell_run_usage
+
             hook = self.hook(context, conf)
             try:
-                metadata = hook.metadata(workflow, include=["workflowName", "status", "start", "end", "failures"])
+                if not facts_seen:  # record_usage did not get that far
+                    facts_seen = cromwell_run_usage(hook.metadata(workflow, include=[
+                        "workflowName", "status", "start", "end", "failures"]), config.price_table)[1]["workflow"]
                 version = hook.engine_version()
             finally:
                 hook.close()
+        facts_seen = facts_seen or {}
         event = ti.xcom_pull(task_ids=TASK_WAIT, key=XCOM_EVENT) or {}
         placed = ti.xcom_pull(task_ids=TASK_PLACE) or {}
         ok = event.get("status") == "success" and bool(placed)
-        failures = metadata.get("failures") or []
-        error = None if ok else (event.get("reason") or (failures[0].get("message") if failures else None)
+        error = None if ok else (event.get("reason") or facts_seen.get("error")
                                  or "the run was cancelled or failed before the workflow ended")
         fetched = ti.xcom_pull(task_ids=TASK_FETCH) or {}
         outputs = {name: url for name, url in (placed.get("outputs") or {}).items()
                    if isinstance(url, str) and url.startswith("s3://")}
         facts = RunFacts(
-            run_id=conf.run_id, workflow_name=metadata.get("workflowName") or conf.source.path,
+            run_id=conf.run_id, workflow_name=facts_seen.get("name") or conf.source.path,
             workflow_version=conf.source.ref, engine="wdl", engine_version=version, source_url=conf.source.repo,
             source_ref=conf.source.ref, commit=fetched.get("commit"), main_path=conf.source.path,
             executing=conf.workspace, calling=conf.workspace, deploying=None,
-            started=seen_time(metadata.get("start")), ended=seen_time(metadata.get("end"))
-            or datetime.now(timezone.utc), state=metadata.get("status") or ("NotSubmitted" if not workflow
-                                                                             else "Unknown"),
+            started=parse_time(facts_seen.get("start")), ended=parse_time(facts_seen.get("end")) or utcnow(),
+            state=facts_seen.get("status") or ("NotSubmitted" if not workflow else "Unknown"),
             ok=ok, error=error, parameters=conf.inputs, inputs=s3_inputs(s3, conf.inputs),
             outputs=s3_inputs(s3, outputs), usage=ti.xcom_pull(task_ids="record_usage"))
         crate = build_crate(facts)
-        bucket, prefix = _split(conf.destination_url(config.bucket))
-        location = write_crate(s3, bucket, prefix, crate)
-        store = Store.from_env()
-        try:
-            store.migrate()
-            store.save_crate(context["dag"].dag_id, context["run_id"], conf.run_id, location, crate)
-        finally:
-            store.dispose()
+        location = write_crate(s3, *split_s3(conf.destination_url(config.bucket)), crate)
+        keep_crate(context["dag"].dag_id, context["run_id"], conf.run_id, location, crate)
         self.log.info("RO-Crate of run %s (%s) written to %s", conf.run_id, facts.state, location)
         return {"location": location, "state": facts.state, "outputs": len(facts.outputs)}
-
-
-def _split(url: str) -> tuple[str, str]:
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    return bucket, prefix.rstrip("/") + "/" if prefix else ""
 
 
 class FinishRunOperator(CromwellOperator):

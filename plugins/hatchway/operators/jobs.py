@@ -264,7 +264,8 @@ class RecordUsageOperator(JobOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from hatchway.hooks.seqera import SeqeraHook
         from hatchway.jobs.buckets import job_buckets
-        from hatchway.usage.runs import record_run_usage, seqera_run_usage, usage_line
+        from hatchway.operators.usage import record
+        from hatchway.usage.runs import seqera_run_usage
 
         names = self.names(context)
         buckets = job_buckets(self.config, names, context["run_id"])
@@ -276,10 +277,8 @@ class RecordUsageOperator(JobOperator):
                                            results_bytes=results, workflow_id=launched.get("workflow_id"))
         finally:
             hook.close()
-        record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"], run_id=names.job_id,
-                         executing=self.config.namespace, calling=None, cost_center=self.config.bucket_cost_center)
-        self.log.info(usage_line(names.job_id, usage, seen["state"]))
-        return usage.model_dump(mode="json")
+        return record(context, self.log, usage, seen, run_id=names.job_id, executing=self.config.namespace,
+                      calling=None, cost_center=self.config.bucket_cost_center)
 
 
 class CleanupBucketsOperator(JobOperator):

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from hatchway.workspace.clients import AwsClients
 
 RUN_NAME_TEMPLATE = "wes-{{ dag_run.conf['run_id'] }}"
-XCOM_ENGINE_RUN = "engine_run"  # record_usage -> write_crate: what Seqera said of the run
 
 
 def load_wes_settings(variable: str | None = None) -> WesSettings:
@@ -183,7 +182,8 @@ class RecordUsageOperator(WesOperator):
 
         from hatchway.domain.wes import outputs_prefix, run_prefix
         from hatchway.hooks.seqera import SeqeraHook
-        from hatchway.usage.runs import area_bytes, record_run_usage, seqera_run_usage, usage_line
+        from hatchway.operators.usage import record
+        from hatchway.usage.runs import area_bytes, seqera_run_usage
         from hatchway.workspace.provision import read_record
 
         conf = self.conf(context)
@@ -199,18 +199,10 @@ class RecordUsageOperator(WesOperator):
                                            workflow_id=context["ti"].xcom_pull(task_ids=TASK_LAUNCH))
         finally:
             hook.close()
-        record = read_record(clients, config, conf.executing)
-        notice = record_run_usage(usage, seen, dag_id=context["dag"].dag_id, dag_run_id=context["run_id"],
-                                  run_id=conf.run_id, executing=conf.executing, calling=conf.calling,
-                                  cost_center=record.cost_center if record else None,
-                                  budget=config.budgets.get(conf.executing))
-        if notice is not None:
-            from hatchway.notifiers.channels import dispatch
-
-            dispatch(notice)
-        context["ti"].xcom_push(key=XCOM_ENGINE_RUN, value=seen["workflow"])  # for write_crate: no second call
-        self.log.info(usage_line(conf.run_id, usage, seen["state"]))
-        return usage.model_dump(mode="json")
+        workspace = read_record(clients, config, conf.executing)
+        return record(context, self.log, usage, seen, run_id=conf.run_id, executing=conf.executing,
+                      calling=conf.calling, cost_center=workspace.cost_center if workspace else None,
+                      budget=config.budgets.get(conf.executing))
 
 
 class WriteCrateOperator(WesOperator):
@@ -229,9 +221,10 @@ class WriteCrateOperator(WesOperator):
         from hatchway.domain.wes_tasks import TASK_USAGE
         from hatchway.hooks.seqera import SeqeraHook
         from hatchway.notifiers.notices import wes_run_notice
-        from hatchway.outputs.crate import RunFacts, build_crate, s3_inputs, stac_outputs, write_crate
-        from hatchway.store import Store
-        from hatchway.usage.runs import seen_time
+        from hatchway.domain.wave import parse_time
+        from hatchway.domain.workspace import utcnow
+        from hatchway.operators.usage import XCOM_ENGINE_RUN
+        from hatchway.outputs.crate import RunFacts, build_crate, keep_crate, s3_inputs, stac_outputs, write_crate
 
         conf = self.conf(context)
         ended = wes_run_notice(context)  # the end state as the run's notice tells it
@@ -253,28 +246,17 @@ class WriteCrateOperator(WesOperator):
             run_id=conf.run_id, workflow_name=conf.workflow.name, workflow_version=conf.workflow.version,
             engine="nextflow", engine_version=workflow.get("engine_version"), source_url=source, source_ref=revision,
             commit=workflow.get("commit"), main_path=None, executing=conf.executing, calling=conf.calling,
-            deploying=conf.deploying, started=seen_time(workflow.get("start")),
-            ended=seen_time(workflow.get("complete")) or utc_now(), state=ended.state if ended else "UNKNOWN",
+            deploying=conf.deploying, started=parse_time(workflow.get("start")),
+            ended=parse_time(workflow.get("complete")) or utcnow(), state=ended.state if ended else "UNKNOWN",
             ok=bool(ended and ended.ok), error=reason, parameters=conf.params, inputs=s3_inputs(s3, conf.params),
             outputs=stac_outputs(s3, conf.bucket, prefix),
             usage=context["ti"].xcom_pull(task_ids=TASK_USAGE))
         crate = build_crate(facts)
         location = write_crate(s3, conf.bucket, prefix, crate)
-        store = Store.from_env()
-        try:
-            store.migrate()
-            store.save_crate(context["dag"].dag_id, context["run_id"], conf.run_id, location, crate)
-        finally:
-            store.dispose()
+        keep_crate(context["dag"].dag_id, context["run_id"], conf.run_id, location, crate)
         self.log.info("RO-Crate of run %s (%s, %d outputs) written to %s", conf.run_id, facts.state,
                       len(facts.outputs), location)
         return {"location": location, "state": facts.state, "outputs": len(facts.outputs)}
-
-
-def utc_now():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
 
 
 class StopWorkflowOperator(WesOperator):

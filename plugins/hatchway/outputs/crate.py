@@ -287,3 +287,11 @@ def write_crate(s3: Any, bucket: str, prefix: str, crate: dict[str, Any]) -> str
         s3.put_object(Bucket=bucket, Key=f"{prefix}{CATALOG_FILE}", Body=json.dumps(catalog, indent=2).encode(),
                       ContentType="application/json")
     return f"s3://{bucket}/{key}"
+
+
+def keep_crate(dag_id: str, dag_run_id: str, run_id: str, location: str, crate: dict[str, Any]) -> None:
+    """Keep the crate in Hatchway's store too, for the door's ``GET /runs/{id}/ro-crate``."""
+    from hatchway.store import Store
+
+    with Store.migrated_from_env() as store:
+        store.save_crate(dag_id, dag_run_id, run_id, location, crate)

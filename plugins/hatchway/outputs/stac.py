@@ -134,7 +134,8 @@ def multihash_sha256(chunks: Iterator[bytes]) -> tuple[str, int]:
     return SHA256_MULTIHASH + digest.hexdigest(), size
 
 
-def _split_s3(href: str) -> tuple[str, str]:
+def split_s3(href: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as ``(bucket, key)``."""
     if not href.startswith("s3://"):
         raise ValueError(f"only s3:// hrefs are read and written here (got {href!r})")
     bucket, _, key = href[len("s3://"):].partition("/")
@@ -158,15 +159,15 @@ class S3StacIO(pystac.StacIO):
     def __init__(self, client: Any, write_prefix: str | None = None):
         super().__init__()
         self.client = client
-        self.scope = _split_s3(write_prefix) if write_prefix else None
+        self.scope = split_s3(write_prefix) if write_prefix else None
         self.written: set[str] = set()
 
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
-        bucket, key = _split_s3(os.fspath(source))
+        bucket, key = split_s3(os.fspath(source))
         return self.client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:
-        bucket, key = _split_s3(os.fspath(dest))
+        bucket, key = split_s3(os.fspath(dest))
         if self.scope is None:
             raise OutOfScopeWriteError(f"this reader writes nothing (asked to write s3://{bucket}/{key})")
         _check_scope(bucket, key, *self.scope)

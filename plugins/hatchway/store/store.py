@@ -275,6 +275,18 @@ class Store:
             url = f"sqlite:///{home / 'hatchway.db'}"
         return cls(url)
 
+    @classmethod
+    @contextmanager
+    def migrated_from_env(cls) -> Iterator[Store]:
+        """:meth:`from_env`, migrated, disposed of afterwards: a task's short use of the store
+        (a worker may write before the door has ever started; migrating is a no-op once current)."""
+        store = cls.from_env()
+        try:
+            store.migrate()
+            yield store
+        finally:
+            store.dispose()
+
     def dispose(self) -> None:
         self.engine.dispose()
 

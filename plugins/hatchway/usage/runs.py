@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from hatchway.domain.notify import Notice
+from hatchway.domain.wave import parse_time
 from hatchway.domain.usage import (Budget, PriceTable, Usage, crossed, month_start, price, seqera_engine_cost,
                                    seqera_tasks)
 
@@ -23,14 +24,6 @@ def area_bytes(s3_client: Any, bucket: str, prefix: str, *, split: str | None = 
             if split and obj["Key"].startswith(split):
                 under += obj["Size"]
     return total, under
-
-
-def seen_time(text: str | None) -> datetime | None:
-    """An engine's ISO 8601 time (``Z`` or an offset), or None."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-_time = seen_time
 
 
 def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_id: int | None = None,
@@ -50,7 +43,7 @@ def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_i
     described = hook.get_workflow(workflow_id, workspace_id=workspace_id)  # with its progress load
     workflow = described.get("workflow") or {}
     tasks = seqera_tasks(hook.list_tasks(workflow_id, workspace_id=workspace_id))
-    started, ended = seen_time(workflow.get("start")), seen_time(workflow.get("complete"))
+    started, ended = parse_time(workflow.get("start")), parse_time(workflow.get("complete"))
     wall = ((ended or now) - started).total_seconds() if started else 0.0
     usage = price("nextflow", tasks, table, wall_seconds=wall, work_bytes=work_bytes, results_bytes=results_bytes,
                   engine_cost=seqera_engine_cost(described.get("progress")))
@@ -62,23 +55,28 @@ def seqera_run_usage(hook: Any, run_name: str, table: PriceTable, *, workspace_i
                    "engine_run_id": workflow_id, "workflow": facts}
 
 
-def cromwell_run_usage(hook: Any, workflow_id: str | None, table: PriceTable, *, work_bytes: int = 0,
+def cromwell_run_usage(metadata: dict[str, Any] | None, table: PriceTable, *, work_bytes: int = 0,
                        results_bytes: int = 0, now: datetime | None = None) -> tuple[Usage, dict[str, Any]]:
-    """The usage of a Cromwell workflow from its metadata (sub-workflows expanded); none
-    submitted: nothing used, state ``NOT_SUBMITTED``."""
+    """The usage of a Cromwell workflow from its metadata (sub-workflows expanded; None: none
+    submitted, nothing used, state ``NOT_SUBMITTED``), and what is known of it: ``state``,
+    ``started_at``, ``ended_at`` and ``workflow`` (the facts a crate names: ``name``, ``status``,
+    ``start``, ``end``, ``error``, the first failure's message)."""
     from hatchway.domain.usage import cromwell_tasks
 
     now = now or datetime.now(timezone.utc)
-    if not workflow_id:
+    if metadata is None:
         usage = price("wdl", [], table, wall_seconds=0, work_bytes=work_bytes, results_bytes=results_bytes)
-        return usage, {"state": "NOT_SUBMITTED", "started_at": None, "ended_at": now, "engine_run_id": None}
-    metadata = hook.metadata(workflow_id, expand_subworkflows=True)
-    started, ended = _time(metadata.get("start")), _time(metadata.get("end"))
+        return usage, {"state": "NOT_SUBMITTED", "started_at": None, "ended_at": now, "engine_run_id": None,
+                       "workflow": {}}
+    started, ended = parse_time(metadata.get("start")), parse_time(metadata.get("end"))
     wall = ((ended or now) - started).total_seconds() if started else 0.0
     usage = price("wdl", cromwell_tasks(metadata), table, wall_seconds=wall, work_bytes=work_bytes,
                   results_bytes=results_bytes)
+    failures = metadata.get("failures") or []
+    facts = {"name": metadata.get("workflowName"), "status": metadata.get("status"), "start": metadata.get("start"),
+             "end": metadata.get("end"), "error": failures[0].get("message") if failures else None}
     return usage, {"state": metadata.get("status") or "Unknown", "started_at": started, "ended_at": ended or now,
-                   "engine_run_id": workflow_id}
+                   "engine_run_id": metadata.get("id"), "workflow": facts}
 
 
 def record_run_usage(usage: Usage, seen: dict[str, Any], *, dag_id: str, dag_run_id: str, run_id: str,
@@ -93,9 +91,7 @@ def record_run_usage(usage: Usage, seen: dict[str, Any], *, dag_id: str, dag_run
     """
     from hatchway.store import Store, UsageRecord
 
-    store = Store.from_env()
-    try:
-        store.migrate()
+    with Store.migrated_from_env() as store:
         earlier = store.get_usage(dag_id, dag_run_id)
         record = store.record_usage(UsageRecord(
             dag_id=dag_id, dag_run_id=dag_run_id, run_id=run_id, executing_workspace=executing,
@@ -105,8 +101,6 @@ def record_run_usage(usage: Usage, seen: dict[str, Any], *, dag_id: str, dag_run
             return None
         start = month_start(record.ended_at)
         after = store.spent(executing, start)
-    finally:
-        store.dispose()
     line = crossed(after - usage.estimated_cost, after, budget)
     if line is None:
         return None
