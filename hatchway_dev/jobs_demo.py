@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,21 +94,9 @@ def run_jobs(client: AirflowClient, stack, *, on_poll: Callable[[], None] | None
 
 
 def status_messages(stack, topic: str = "pipeline-status", timeout: float = 30) -> list[dict]:
-    from confluent_kafka import Consumer
+    from hatchway_dev.kafka_mock import read_topic
 
-    consumer = Consumer({"bootstrap.servers": stack["kafka"].bootstrap, "group.id": f"demo-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    found, deadline, quiet = [], time.monotonic() + timeout, 0
-    while time.monotonic() < deadline:
-        batch = [m for m in consumer.consume(100, timeout=1) if not m.error()]
-        found += [json.loads(m.value()) for m in batch]
-        # Partitions answer at different times: stop only after three quiet seconds.
-        quiet = quiet + 1 if not batch else 0
-        if found and quiet >= 3:
-            break
-    consumer.close()
-    return found
+    return [json.loads(m.value()) for m in read_topic(stack["kafka"].bootstrap, topic, timeout=timeout)]
 
 
 def bucket_rows(stack) -> list[tuple[str, str]]:

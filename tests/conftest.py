@@ -120,7 +120,7 @@ def jobs(kafka_cluster, gcs_emulator, monkeypatch):
 
     suffix = uuid.uuid4().hex[:8]
     config = {"namespace": "hwtest", "intake_topic": f"launch-{suffix}", "status_topic": f"status-{suffix}",
-              "dead_letter_topic": f"dlq-{suffix}", "poll_interval_seconds": 1, "timeout_seconds": 30,
+              "dead_letter_topic": f"dlq-{suffix}", "poll_interval_seconds": 0.2, "timeout_seconds": 30,
               "deployed_timeout_seconds": 60}
     for service in (kafka_cluster, gcs_emulator):
         for key, value in service.airflow_env().items():

@@ -31,7 +31,7 @@ def wes(aws, sim, moto_server, airflow_db, monkeypatch):
     aws.s3.create_bucket(Bucket=BUCKET)
     sim.configure(outputs_endpoint_url=moto_server.url)
     monkeypatch.setenv("AIRFLOW_VAR_HATCHWAY_WES_CONFIG", json.dumps(
-        {"poll_interval_seconds": 1, "timeout_seconds": 30, "deployed_timeout_seconds": 60}))
+        {"poll_interval_seconds": 0.2, "timeout_seconds": 30, "deployed_timeout_seconds": 60}))
     return aws
 
 

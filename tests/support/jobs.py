@@ -39,29 +39,13 @@ class JobsEnv:
             producer.produce(self.config["intake_topic"], value=raw, key=key)
         assert producer.flush(10) == 0
 
-    def read(self, topic_key: str, expect: int | None = None, timeout: float = 15.0) -> list:
+    def read(self, topic_key: str, expect: int = 1, timeout: float = 15.0) -> list:
         """Every message on a topic (from the start), waiting up to ``timeout`` for ``expect`` of them."""
-        import uuid
+        from hatchway_dev.kafka_mock import read_topic
 
-        from confluent_kafka import Consumer
+        return read_topic(self.bootstrap, self.config[topic_key], expect=expect, timeout=timeout)
 
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        consumer.subscribe([self.config[topic_key]])
-        messages, deadline, quiet = [], time.monotonic() + timeout, 0
-        while time.monotonic() < deadline:
-            batch = consumer.consume(100, timeout=0.5)
-            batch = [m for m in batch if not m.error()]
-            messages += batch
-            quiet = quiet + 1 if not batch else 0
-            if expect is not None and len(messages) >= expect and quiet >= 2:
-                break
-            if expect is None and messages and quiet >= 4:
-                break
-        consumer.close()
-        return messages
-
-    def statuses(self, expect: int | None = None) -> list[dict]:
+    def statuses(self, expect: int = 1) -> list[dict]:
         return [json.loads(m.value()) for m in self.read("status_topic", expect)]
 
 

@@ -417,7 +417,7 @@ class JobPlatformConfig(BaseModel):
                        description="the helm launcher's ChartSettings (besides namespace, storage, pipeline)")
     timeout_seconds: int = Field(3600, ge=1, description="not started within this -> Failed")
     deployed_timeout_seconds: int = Field(172_800, ge=1, description="not finished within this -> Failed")
-    poll_interval_seconds: int = Field(60, ge=1)
+    poll_interval_seconds: float = Field(60.0, gt=0, description="one shared Seqera list call per interval")
 
     @field_validator("namespace")
     @classmethod

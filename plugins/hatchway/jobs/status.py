@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import uuid
 from datetime import datetime, timezone
 from typing import Protocol
@@ -41,21 +43,55 @@ def kafka_settings(conn_id: str) -> dict:
     return dict(KafkaProducerHook.get_connection(conn_id).extra_dejson)
 
 
+_PRODUCERS: dict[tuple[int, str], object] = {}
+_PRODUCERS_LOCK = threading.Lock()
+
+
 def make_producer(conn_id: str):
+    """The process's producer for a Kafka connection's settings, made on first use.
+
+    Idempotent and acknowledged by all replicas: a retried send is not a second message. One
+    per process and settings, because a new idempotent producer's first send waits 0.5-1 s for
+    its producer id; a long-lived process (the triggerer's notifiers, an intake worker, a Celery
+    worker's forks) pays that once. Keyed by process id: a fork never uses its parent's. A
+    producer whose send failed is dropped (:func:`produce_and_flush`), so a message it still
+    holds can never go out behind a retry's back.
+    """
     from confluent_kafka import Producer
 
     settings = {k: v for k, v in kafka_settings(conn_id).items() if k not in _CONSUMER_KEYS}
-    # Idempotent and acknowledged by all replicas: a retried send is not a second message.
-    return Producer({**settings, "enable.idempotence": True, "acks": "all"})
+    settings = {**settings, "enable.idempotence": True, "acks": "all"}
+    key = (os.getpid(), json.dumps(settings, sort_keys=True, default=str))
+    with _PRODUCERS_LOCK:
+        producer = _PRODUCERS.get(key)
+        if producer is None:
+            producer = _PRODUCERS[key] = Producer(settings)
+        return producer
+
+
+def _drop(producer) -> None:
+    """Forget a producer whose send failed and purge what it still queues."""
+    with _PRODUCERS_LOCK:
+        for key in [k for k, p in _PRODUCERS.items() if p is producer]:
+            del _PRODUCERS[key]
+    try:
+        producer.purge()
+    except Exception:  # noqa: BLE001 - a test double or an old client without purge
+        pass
 
 
 def produce_and_flush(producer, topic: str, key: bytes, value: bytes, headers: list | None = None,
                       timeout: float = 30.0) -> None:
     errors: list = []
-    producer.produce(topic, key=key, value=value, headers=headers or [],
-                     on_delivery=lambda err, _msg: errors.append(err) if err else None)
-    remaining = producer.flush(timeout)
+    try:
+        producer.produce(topic, key=key, value=value, headers=headers or [],
+                         on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        remaining = producer.flush(timeout)
+    except Exception:
+        _drop(producer)
+        raise
     if remaining or errors:
+        _drop(producer)
         raise DeliveryError(f"message to {topic!r} not delivered: {errors or 'flush timed out'}")
 
 
