@@ -21,6 +21,7 @@ from hatchway.operators.jobs import (
     StopLaunchOperator,
     TransferInputsOperator,
     WaitForJobOperator,
+    WriteJobCrateOperator,
 )
 
 # Runs beyond this wait queued: the INTERVENE limit of concurrent jobs (MAX_CONCURRENT_JOBS).
@@ -61,8 +62,9 @@ launch runs every process in it; `launch` starts the
 Nextflow head job (Seqera's launch API or the Helm chart); `wait_for_seqera` waits in the
 triggerer. The teardowns always run, also after a failure or a cancel: `finish` sends
 Succeeded or Failed exactly once and fails the run when the job failed, `stop_launch` cancels the Seqera run or uninstalls the release, `record_usage` records what the
-job used and its estimated cost (its Seqera tasks, its buckets' bytes) in Hatchway's store, and
-`cleanup_buckets` deletes the work bucket (and the results bucket unless the job succeeded).
+job used and its estimated cost (its Seqera tasks, its buckets' bytes) in Hatchway's store,
+`write_crate` writes its Workflow Run RO-Crate (into the results bucket when it succeeded, and
+into Hatchway's store), and `cleanup_buckets` deletes the work bucket (and the results bucket unless the job succeeded).
 """,
 ) as dag:
     resolve = ResolveJobOperator(task_id="resolve", on_failure_callback=failed)
@@ -79,9 +81,11 @@ job used and its estimated cost (its Seqera tasks, its buckets' bytes) in Hatchw
     cleanup = CleanupBucketsOperator(task_id="cleanup_buckets")
 
     usage = RecordUsageOperator(task_id="record_usage")
+    crate = WriteJobCrateOperator(task_id="write_crate")
 
-    chain(resolve, setup, [transfer, build], launch, wait, finish, stop, usage, cleanup)
+    chain(resolve, setup, [transfer, build], launch, wait, finish, stop, usage, crate, cleanup)
     finish.as_teardown(setups=setup, on_failure_fail_dagrun=True)
     stop.as_teardown(setups=setup)
     usage.as_teardown(setups=setup)
+    crate.as_teardown(setups=setup)
     cleanup.as_teardown(setups=setup)

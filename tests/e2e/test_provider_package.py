@@ -360,6 +360,11 @@ def test_the_workspace_page_shows_a_workspaces_runs_and_costs_behind_the_login(p
                 started_at=now - timedelta(hours=3 - n), ended_at=now - timedelta(hours=2 - n),
                 usage=Usage(engine="nextflow", cpu_hours=6.0 - n, memory_gib_hours=24.0, wall_seconds=3600,
                             task_count=4, failed_tasks=n, estimated_cost=cost, currency="USD")))
+        # the failed job's crate, as its write_crate teardown keeps it (in the store only)
+        store.save_crate("job_run", "job__dana-1", "INTP00000002", "hatchway-store://job_run/job__dana-1",
+                         {"@context": "https://w3id.org/ro/crate/1.1/context",
+                          "@graph": [{"@id": "#run-INTP00000002", "@type": "CreateAction",
+                                      "error": "Process `SCORE` failed (exit status 3)"}]})
     finally:
         store.dispose()
 
@@ -373,9 +378,15 @@ def test_the_workspace_page_shows_a_workspaces_runs_and_costs_behind_the_login(p
     assert "1.28 USD (no budget)" in text  # this month's estimated cost
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOTS / "workspace-page.png"))
+    links = frame.get_by_role("link", name="RO-Crate")
+    assert links.count() == 1  # the failed job's; the other run kept none
+    crate_url = links.first.get_attribute("href")
+    crate = page.context.request.get(crate_url)  # with the logged-in session's cookie
+    assert crate.status == 200 and "Process `SCORE` failed" in crate.json()["@graph"][0]["error"]
 
     # Without Airflow's login: no page.
     anonymous = browser.new_context().new_page()
     answer = anonymous.goto(f"{airflow.url}/hatchway/ui/workspaces/dana")
     assert answer.status == 401 and "dana@example.org" not in anonymous.content()
+    assert anonymous.goto(crate_url).status == 401
     anonymous.context.close()

@@ -208,6 +208,85 @@ def test_s3_storage_for_aws_deployments(jobs, seqera, aws, airflow_db):
     assert launched["workDir"] == f"s3://{names.work_bucket}/work"
 
 
+@pytest.fixture
+def crate_store(tmp_path, monkeypatch):
+    from hatchway.store import Store
+
+    url = f"sqlite:///{tmp_path / 'crates.db'}"
+    monkeypatch.setenv("HATCHWAY_DB_URL", url)
+    store = Store(url)
+    yield store
+    store.dispose()
+
+
+JOB_OUTPUTS = {"score/aggregated_scores.txt.gz": "sampleset\tIID\tPGS000001_SUM\nhapnest\ts00001\t0.42\n",
+               "score/report.html": "<html><body>pgsc_calc report</body></html>\n"}
+
+
+def test_a_succeeded_job_writes_its_crate_into_the_results_bucket_with_every_input_and_result_checksummed(
+        jobs, seqera, aws, moto_server, airflow_db, crate_store):
+    from support.crate import COMPLETED, ids, properties, read_checked
+
+    jobs.set(storage="s3")
+    body, names = _job(140)
+    seqera.configure(outputs_endpoint_url=moto_server.url)  # the run publishes its results under outdir
+    seqera.set_course(names.run_name, "succeed", after=1, outputs=JOB_OUTPUTS, tasks=[
+        {"process": "PGSC_CALC:SCORE", "cpus": 2, "memory_gib": 4.0, "minutes": 30.0}])
+    try:
+        run = run_dag("job_run", **body)
+    finally:
+        seqera.configure(outputs_endpoint_url="")
+    assert run.state == "success", task_states(run)
+    assert task_states(run)["write_crate"] == "success"
+
+    written = json.loads(aws.s3.get_object(Bucket=names.results_bucket, Key="ro-crate-metadata.json")["Body"].read())
+    location, kept = crate_store.get_crate("job_run", run.run_id)
+    assert location == f"s3://{names.results_bucket}/ro-crate-metadata.json" and kept == written
+    crate, workflow, action = read_checked(written)
+    assert workflow.get("codeRepository") == "https://github.com/pgscatalog/pgsc_calc"
+    assert workflow.get("version") == "v2.0.0"
+    assert ids(action.get("actionStatus")) == [COMPLETED]
+    # every input as the pipeline read it: the plaintext's size and sha256, and the file it came from
+    files = {e.id.rsplit("/", 1)[-1]: e for e in action.get("object") if e.type == "File"}
+    assert sorted(files) == sorted(PLAINTEXTS)
+    for name, data in PLAINTEXTS.items():
+        assert files[name].id == f"s3://{names.work_bucket}/data/{name}"
+        assert files[name].get("sha256") == hashlib.sha256(data).hexdigest()
+        assert int(files[name].get("contentSize")) == len(data)
+        assert f"{name}.c4gh" in files[name].get("description")
+    results = {e.id: e for e in action.get("result")}
+    assert sorted(results) == sorted(f"s3://{names.results_bucket}/results/{path}" for path in JOB_OUTPUTS)
+    for path, text in JOB_OUTPUTS.items():
+        entity = results[f"s3://{names.results_bucket}/results/{path}"]
+        assert entity.get("sha256") == hashlib.sha256(text.encode()).hexdigest()
+        assert int(entity.get("contentSize")) == len(text.encode())
+    values = {e.get("name"): e.get("value") for e in action.get("object") if e.type == "PropertyValue"}
+    assert values["outdir"] == f"s3://{names.results_bucket}/results"
+    facts = properties(crate, action)
+    assert (facts["executing_workspace"], facts["end_state"]) == (NS, "SUCCEEDED")
+    assert facts["usage.task_count"] == 1 and facts["usage.cpu_hours"] == 1.0
+
+
+def test_a_failed_job_keeps_a_crate_that_says_what_failed_though_its_buckets_are_gone(jobs, seqera, gcs, airflow_db,
+                                                                                       crate_store):
+    from support.crate import FAILED, ids, properties, read_checked
+
+    body, names = _job(141)
+    seqera.set_course(names.run_name, "fail", after=1, exit_status=3, error_report="Process `SCORE` failed")
+    run = run_dag("job_run", **body)
+    assert run.state == "failed"
+    assert task_states(run)["write_crate"] == "success"
+    location, kept = crate_store.get_crate("job_run", run.run_id)
+    assert location == f"hatchway-store://job_run/{run.run_id}"
+    crate, _, action = read_checked(kept)
+    assert ids(action.get("actionStatus")) == [FAILED]
+    assert "exit status 3" in action.get("error")
+    assert action.get("result") in (None, [])
+    assert len([e for e in action.get("object") if e.type == "File"]) == len(PLAINTEXTS)  # what it was given
+    assert properties(crate, action)["end_state"] == "FAILED"
+    assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None
+
+
 def test_inputs_are_decrypted_into_the_work_bucket_before_the_seqera_launch(jobs, seqera, gcs, airflow_db, inputs,
                                                                             monkeypatch):
     from hatchway.domain.jobs import JobRequest

@@ -70,8 +70,10 @@ def test_the_chart_sums_cost_per_day_and_leaves_older_days_out():
 def test_no_airflow_session_no_page(tmp_path):
     deps, settings = door_deps(tmp_path)
     deps.store.ensure_workspace("alice", owner="alice@example.org")
+    deps.store.save_crate("job_run", "job__x", "INTP00000000009", "hatchway-store://job_run/job__x",
+                          {"@graph": [{"@id": "./", "description": "alice@example.org's run"}]})
     with ThreadedServer(create_app(lambda: deps)) as server:
-        for path in ("/ui/workspaces", "/ui/workspaces/alice"):
+        for path in ("/ui/workspaces", "/ui/workspaces/alice", "/ui/crates/job_run/job__x"):
             anonymous = requests.get(f"{server.url}{path}", timeout=10)
             forged = requests.get(f"{server.url}{path}", cookies={"_token": "not-a-jwt"}, timeout=10)
             door_token = issue_token(settings, workspace="alice", subject="alice@example.org")

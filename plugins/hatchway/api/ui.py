@@ -1,4 +1,5 @@
-"""The workspace pages of the Airflow UI: ``/hatchway/ui/workspaces[/{ws}]`` (server-rendered HTML).
+"""The workspace pages of the Airflow UI: ``/hatchway/ui/workspaces[/{ws}]`` (server-rendered HTML),
+and each run's RO-Crate at ``/hatchway/ui/crates/{dag_id}/{dag_run_id}``.
 
 Registered as an Airflow 3 external view (``HatchwayPlugin.external_views``): the Airflow UI
 shows it in its navigation, in a frame of its own origin. Behind Airflow's own login: a page
@@ -22,10 +23,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 log = logging.getLogger(__name__)
 UI_PREFIX = "/ui/workspaces"
+UI_CRATES = "/ui/crates"  # + /{dag_id}/{dag_run_id}: any run's RO-Crate, behind the same login
 CHART_DAYS = 30
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d2433}
@@ -190,14 +192,30 @@ def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
             return _page("Not found", f"<h1>No workspace {_e(workspace)}</h1>", status=404)
 
         def crate_url(usage: Any) -> str | None:
-            found = d.store.get_run_by_dag_run(usage.dag_id, usage.dag_run_id)
-            if found is None or d.store.get_crate(usage.dag_id, usage.dag_run_id) is None:
+            if d.store.get_crate(usage.dag_id, usage.dag_run_id) is None:
                 return None
-            return str(request.url_for("get_run_crate", run_id=found.run_id))
+            return str(request.url_for("ui_run_crate", dag_id=usage.dag_id, dag_run_id=usage.dag_run_id))
 
         body = await run_in_threadpool(lambda: workspace_page(workspace, store=d.store, platform=d.platform,
                                                               record=record, record_error=error, crate_url=crate_url))
         return _page(f"Workspace {workspace}", body)
+
+    @app.get(UI_CRATES + "/{dag_id}/{dag_run_id}", name="ui_run_crate")
+    async def run_crate(dag_id: str, dag_run_id: str, request: Request):
+        """A run's Workflow Run RO-Crate as its ``write_crate`` teardown kept it: WES, Cromwell and
+        job runs alike (a failed job's crate lives only in the store)."""
+        from fastapi.concurrency import run_in_threadpool
+
+        if await airflow_user(request) is None:
+            return _page("Log in", "<h1>Log in to Airflow</h1><p><a href='/'>Airflow</a></p>", status=401)
+        try:
+            d = deps()
+        except Exception as exc:  # noqa: BLE001
+            return unavailable(f"Hatchway is not configured: {exc}")
+        found = await run_in_threadpool(d.store.get_crate, dag_id, dag_run_id)
+        if found is None:
+            return _page("Not found", f"<h1>No RO-Crate for {_e(dag_id)} run {_e(dag_run_id)}</h1>", status=404)
+        return JSONResponse(found[1], media_type="application/ld+json")
 
 
 def _record(platform: Any, workspace: str) -> tuple[Any | None, str | None]:

@@ -130,6 +130,37 @@ class GcsBuckets:
         except NotFound:
             return 0
 
+    def files(self, name: str) -> list[Any]:
+        """The bucket's objects as crate files (``gs://`` URL, size, sha256 up to the hash limit),
+        the crate itself left out; none if the bucket is gone."""
+        from google.api_core.exceptions import NotFound
+
+        from hatchway.outputs.crate import CRATE_FILE, HASH_LIMIT, CrateFile, sha256_of
+
+        try:
+            blobs = [b for b in self.client.list_blobs(name, page_size=GCS_LIST_PAGE) if b.name != CRATE_FILE]
+        except NotFound:
+            return []
+        found = []
+        for blob in blobs:
+            digest = None
+            if (blob.size or 0) <= HASH_LIMIT:
+                with blob.open("rb", chunk_size=1 << 20) as fh:
+                    digest = sha256_of(iter(lambda: fh.read(1 << 20), b""))
+            found.append(CrateFile(url=f"gs://{name}/{blob.name}", size=blob.size, sha256=digest,
+                                   media_type=blob.content_type))
+        return found
+
+    def put_crate(self, name: str, crate: dict[str, Any]) -> str:
+        """Write ``ro-crate-metadata.json`` at the bucket's root. :return: its URL."""
+        import json
+
+        from hatchway.outputs.crate import CRATE_FILE
+
+        self.client.bucket(name).blob(CRATE_FILE).upload_from_string(
+            json.dumps(crate, indent=2), content_type="application/ld+json")
+        return f"gs://{name}/{CRATE_FILE}"
+
     def _empty(self, name: str) -> None:
         # Each round lists the first page again: what was deleted is gone from it, and a
         # page token would be stale once its objects are.
@@ -222,6 +253,39 @@ class S3Buckets:
             if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
                 return 0
             raise
+
+    def files(self, name: str) -> list[Any]:
+        """The bucket's objects as crate files (``s3://`` URL, size, sha256 up to the hash limit),
+        the crate itself left out; none if the bucket is gone."""
+        from botocore.exceptions import ClientError
+
+        from hatchway.outputs.crate import CRATE_FILE, HASH_LIMIT, CrateFile, sha256_of
+
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=name)
+            objects = [o for page in pages for o in page.get("Contents", []) if o["Key"] != CRATE_FILE]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise
+        found = []
+        for obj in objects:
+            digest = None
+            if obj["Size"] <= HASH_LIMIT:
+                body = self.client.get_object(Bucket=name, Key=obj["Key"])["Body"]
+                digest = sha256_of(body.iter_chunks(1 << 20))
+            found.append(CrateFile(url=f"s3://{name}/{obj['Key']}", size=obj["Size"], sha256=digest))
+        return found
+
+    def put_crate(self, name: str, crate: dict[str, Any]) -> str:
+        """Write ``ro-crate-metadata.json`` at the bucket's root. :return: its URL."""
+        import json
+
+        from hatchway.outputs.crate import CRATE_FILE
+
+        self.client.put_object(Bucket=name, Key=CRATE_FILE, Body=json.dumps(crate, indent=2).encode(),
+                               ContentType="application/ld+json")
+        return f"s3://{name}/{CRATE_FILE}"
 
     def _empty(self, name: str) -> None:
         removed = s3.empty(self.client, name, error=BucketNotEmptied)

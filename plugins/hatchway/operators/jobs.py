@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hatchway.domain.jobs import JobNames, JobPlatformConfig, JobRequest
 
 WAIT_TASK = "wait_for_seqera"
+USAGE_TASK = "record_usage"
 OUTCOME_KEY = "outcome"
 
 
@@ -279,6 +280,62 @@ class RecordUsageOperator(JobOperator):
             hook.close()
         return record(context, self.log, usage, seen, run_id=names.job_id, executing=self.config.namespace,
                       calling=None, cost_center=self.config.bucket_cost_center)
+
+
+class WriteJobCrateOperator(JobOperator):
+    """Teardown: the job's Workflow Run RO-Crate, on any end.
+
+    The pipeline and its revision with the commit Seqera ran, the engine and its version, the
+    launch's parameters, each input as the pipeline read it (the decrypted object, with the
+    plaintext's size and sha256 the transfer computed, and the Crypt4GH file it came from),
+    each result with size and sha256, the end state and its reason, and the usage
+    ``record_usage`` measured. A succeeded job's crate is written at the root of its results
+    bucket; every crate is kept in Hatchway's store (a failed job's results bucket is deleted).
+    Runs before ``cleanup_buckets``; a retry replaces the crate.
+    """
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from hatchway.domain.helm_values import launch_params
+        from hatchway.domain.wave import parse_time
+        from hatchway.domain.workspace import utcnow
+        from hatchway.jobs.buckets import job_buckets
+        from hatchway.operators.usage import XCOM_ENGINE_RUN
+        from hatchway.outputs.crate import CrateFile, RunFacts, build_crate, keep_crate
+
+        ti = context["ti"]
+        names, request = self.names(context), self.request(context)
+        outcome = ti.xcom_pull(task_ids="finish", key=OUTCOME_KEY) or {
+            "event": "Failed", "trace_name": "the run ended before its final state was sent"}
+        workflow = ti.xcom_pull(task_ids=USAGE_TASK, key=XCOM_ENGINE_RUN) or {}
+        ok = outcome["event"] == "Succeeded"
+        folder = request.globus_details.dir_path_on_guest_collection.rstrip("/")
+        inputs = [CrateFile(url=d["object"], size=d["plaintext_bytes"], sha256=d["sha256"],
+                            description=f"decrypted from the Crypt4GH file {folder}/{d['file']} "
+                                        f"({d['encrypted_bytes']} bytes) of the job's Globus collection")
+                  for d in ti.xcom_pull(task_ids="transfer_inputs") or []]
+        buckets = job_buckets(self.config, names, context["run_id"])
+        error = outcome.get("trace_name")
+        if error and outcome.get("trace_exit") is not None:
+            error = f"{error} (exit status {outcome['trace_exit']})"
+        facts = RunFacts(
+            run_id=names.job_id, workflow_name=self.config.pipeline.rstrip("/").rsplit("/", 1)[-1],
+            workflow_version=self.config.revision, engine="nextflow", engine_version=workflow.get("engine_version"),
+            source_url=self.config.pipeline, source_ref=self.config.revision, commit=workflow.get("commit"),
+            main_path=None, executing=self.config.namespace, calling=None, deploying=None,
+            started=parse_time(workflow.get("start")), ended=parse_time(workflow.get("complete")) or utcnow(),
+            state="SUCCEEDED" if ok else "FAILED", ok=ok, error=error,
+            parameters=launch_params(request, self.config.namespace, self.config.work_dir_scheme),
+            inputs=inputs, outputs=buckets.files(names.results_bucket) if ok else [],
+            usage=ti.xcom_pull(task_ids=USAGE_TASK))
+        crate = build_crate(facts)
+        # A failed job's results bucket is deleted next: its crate lives in the store only.
+        location = (buckets.put_crate(names.results_bucket, crate) if ok
+                    else f"hatchway-store://{context['dag'].dag_id}/{context['run_id']}")
+        keep_crate(context["dag"].dag_id, context["run_id"], names.job_id, location, crate)
+        self.log.info("RO-Crate of job %s (%s, %d inputs, %d results) kept at %s", names.job_id, facts.state,
+                      len(facts.inputs), len(facts.outputs), location)
+        return {"location": location, "state": facts.state, "inputs": len(facts.inputs),
+                "outputs": len(facts.outputs)}
 
 
 class CleanupBucketsOperator(JobOperator):

@@ -48,6 +48,7 @@ class CrateFile:
     sha256: str | None = None
     parameter: str | None = None  # the workflow parameter or output name it realizes
     media_type: str | None = None
+    description: str | None = None  # where it came from, when that is not its URL
 
 
 @dataclass
@@ -208,6 +209,8 @@ def _file(crate: Any, item: CrateFile) -> Any:
         properties["sha256"] = item.sha256
     if item.media_type:
         properties["encodingFormat"] = item.media_type
+    if item.description:
+        properties["description"] = item.description
     return crate.add(File(crate, item.url, fetch_remote=False, properties=properties))
 
 
@@ -236,12 +239,23 @@ def stac_outputs(s3: Any, bucket: str, catalog_prefix: str) -> list[CrateFile]:
     return sorted(found, key=lambda f: f.url)
 
 
-def s3_inputs(s3: Any, parameters: dict[str, Any], *, hash_limit: int = 64 << 20) -> list[CrateFile]:
+HASH_LIMIT = 64 << 20  # larger files get their size only: a teardown does not read gigabytes
+
+
+def sha256_of(chunks: Any) -> str:
+    """The hex sha256 of a stream of byte chunks."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    for chunk in chunks:
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
+def s3_inputs(s3: Any, parameters: dict[str, Any], *, hash_limit: int = HASH_LIMIT) -> list[CrateFile]:
     """Parameters naming ``s3://`` objects, as inputs: size, and sha256 read from the object when
     it is at most ``hash_limit`` bytes (larger inputs get their size only). Unreadable: URL only."""
     from botocore.exceptions import ClientError
-
-    import hashlib
 
     found = []
     for name, value in sorted(parameters.items()):
@@ -253,12 +267,9 @@ def s3_inputs(s3: Any, parameters: dict[str, Any], *, hash_limit: int = 64 << 20
         except ClientError:
             found.append(CrateFile(url=value, parameter=name))
             continue
-        size, digest = head["ContentLength"], None
-        if size <= hash_limit:
-            sha = hashlib.sha256()
-            for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
-                sha.update(chunk)
-            digest = sha.hexdigest()
+        size = head["ContentLength"]
+        digest = (sha256_of(s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20))
+                  if size <= hash_limit else None)
         found.append(CrateFile(url=value, size=size, sha256=digest, parameter=name))
     return found
 
