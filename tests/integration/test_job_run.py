@@ -287,6 +287,38 @@ def test_a_failed_job_keeps_a_crate_that_says_what_failed_though_its_buckets_are
     assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None
 
 
+def test_a_job_past_the_namespaces_budget_is_refused_with_the_figures_before_anything_is_made(
+        jobs, seqera, gcs, airflow_db, crate_store):
+    from datetime import timedelta
+
+    from hatchway.domain.usage import Usage
+    from hatchway.domain.workspace import utcnow
+    from hatchway.store import UsageRecord
+
+    jobs.set(budget={"amount": 5.0})
+    crate_store.migrate()
+    now = utcnow()
+    crate_store.record_usage(UsageRecord(  # an earlier job this month, as its record_usage recorded it
+        dag_id="job_run", dag_run_id="job__earlier", run_id="INTP00000000001", executing_workspace=NS,
+        cost_center=None, state="SUCCEEDED", started_at=now - timedelta(minutes=2), ended_at=now - timedelta(minutes=1),
+        usage=Usage(engine="nextflow", cpu_hours=60.0, memory_gib_hours=240.0, wall_seconds=3600, task_count=9, failed_tasks=0,
+                    estimated_cost=5.25, currency="USD")))
+    body, names = _job(142)
+    seqera.set_course(names.run_name, "succeed", after=1)
+    run = run_dag("job_run", **body)
+    assert run.state == "failed" and task_states(run)["resolve"] == "failed"
+    [failed] = _events(jobs, names, 1)
+    assert failed["event"] == "Failed"
+    assert f"workspace {NS} has used an estimated 5.25 USD of its 5.00 USD budget" in failed["trace_name"]
+    assert [r for r in seqera.runs() if r["runName"] == names.run_name] == []
+    assert gcs.lookup_bucket(names.work_bucket) is None and gcs.lookup_bucket(names.results_bucket) is None
+
+    jobs.set(budget={"amount": 6.0})  # raised: the next job goes ahead
+    body, names = _job(143)
+    seqera.set_course(names.run_name, "succeed", after=1)
+    assert run_dag("job_run", **body).state == "success"
+
+
 def test_inputs_are_decrypted_into_the_work_bucket_before_the_seqera_launch(jobs, seqera, gcs, airflow_db, inputs,
                                                                             monkeypatch):
     from hatchway.domain.jobs import JobRequest

@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from hatchway.domain.jobs import JobPlatformConfig
 from hatchway.domain.names import check_tag_value
-from hatchway.domain.usage import PriceTable
+from hatchway.domain.usage import Budget, PriceTable
 
 JOBS_VARIABLE = "hatchway_jobs_config"
 
@@ -29,6 +29,8 @@ class JobSettings(JobPlatformConfig):
     transfer_conn_id: str | None = "hatchway_transfer"
     price_table: PriceTable = Field(default_factory=PriceTable,
                                     description="prices of the usage estimates (hatchway.domain.usage)")
+    budget: Budget | None = Field(None, description="the namespace's monthly budget for its jobs: past it "
+                                                    "a new job is refused, past its soft limit a notice goes out")
 
     @field_validator("cost_center")
     @classmethod

@@ -61,7 +61,8 @@ class ResolveJobOperator(JobOperator):
     """Validate the request, compute the names; Requested -> Created.
 
     A bad request fails at once without retries (a retry cannot fix it); the failure callback
-    then sends Failed with the reason when the job id can be read.
+    then sends Failed with the reason when the job id can be read. So does a job of a namespace
+    whose month has reached its ``budget``.
     """
 
     def execute(self, context: Any) -> dict[str, str]:
@@ -76,10 +77,31 @@ class ResolveJobOperator(JobOperator):
 
             raise AirflowFailException(f"invalid request: {request_errors(exc)}") from None
         context["ti"].xcom_push(key="run_name", value=names.run_name)
+        self._check_budget()
         self.send(context, "Requested")
         self.send(context, "Created")
         return {"run_name": names.run_name, "work_bucket": names.work_bucket,
                 "results_bucket": names.results_bucket, "release": names.release}
+
+    def _check_budget(self) -> None:
+        """Refuse the job, with the figures, once the namespace's month has reached its budget
+        (``budget`` in the job settings; none: nothing to check). The failure callback sends
+        Failed with the reason; nothing was made yet."""
+        budget = self.config.budget
+        if budget is None:
+            return
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from hatchway.domain.usage import budget_refusal, month_start
+        from hatchway.domain.workspace import utcnow
+        from hatchway.store import Store
+
+        now = utcnow()
+        with Store.migrated_from_env() as store:
+            spent = store.spent(self.config.namespace, month_start(now))
+        refusal = budget_refusal(self.config.namespace, spent, budget, self.config.price_table.currency, now)
+        if refusal:
+            raise AirflowFailException(f"refused: {refusal}")
 
 
 class SetupBucketsOperator(JobOperator):
@@ -279,7 +301,7 @@ class RecordUsageOperator(JobOperator):
         finally:
             hook.close()
         return record(context, self.log, usage, seen, run_id=names.job_id, executing=self.config.namespace,
-                      calling=None, cost_center=self.config.bucket_cost_center)
+                      calling=None, cost_center=self.config.bucket_cost_center, budget=self.config.budget)
 
 
 class WriteJobCrateOperator(JobOperator):
