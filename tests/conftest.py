@@ -132,6 +132,19 @@ def jobs(kafka_cluster, gcs_emulator, monkeypatch):
     return JobsEnv(config=config, bootstrap=kafka_cluster.bootstrap, monkeypatch=monkeypatch)
 
 
+@pytest.fixture
+def usage_store(tmp_path, monkeypatch):
+    """Hatchway's store in a file of this test's (``HATCHWAY_DB_URL``): where the runs' teardowns
+    record usage and keep crates, and where the test reads them."""
+    from hatchway.store import Store
+
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    monkeypatch.setenv("HATCHWAY_DB_URL", url)
+    store = Store(url)
+    yield store
+    store.dispose()
+
+
 SEQERA_WS, SEQERA_FORBIDDEN_WS = 1001, 666
 
 

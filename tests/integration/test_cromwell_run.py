@@ -244,10 +244,7 @@ def test_each_end_is_told_on_the_notify_topic(cromwell, repo, git, kafka_cluster
     assert ends[refused["run_id"]]["state"] == "EXECUTOR_ERROR" and "no-such-tag" in ends[refused["run_id"]]["reason"]
 
 
-def test_a_run_records_what_its_calls_used_from_cromwells_metadata(cromwell, repo, tmp_path, monkeypatch):
-    from hatchway.store import Store
-
-    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path / 'usage.db'}")
+def test_a_run_records_what_its_calls_used_from_cromwells_metadata(cromwell, repo, usage_store):
     cromwell.set_course("succeed", after=1, outputs=OUTPUTS, intermediates=INTERMEDIATES, call_seconds=1800,
                         runtime={"say": {"cpu": 4, "memory": "8 GiB", "preemptible": 1}})
     conf = _conf(repo)
@@ -257,11 +254,7 @@ def test_a_run_records_what_its_calls_used_from_cromwells_metadata(cromwell, rep
     calls = httpx.get(f"{cromwell.api_url}/{workflow}/metadata").json()["calls"]
     assert [c["runtimeAttributes"]["memory"] for attempts in calls.values() for c in attempts] == ["8 GiB"]
 
-    store = Store(f"sqlite:///{tmp_path / 'usage.db'}")
-    try:
-        [record] = store.usage_of("alice-lab")
-    finally:
-        store.dispose()
+    [record] = usage_store.usage_of("alice-lab")
     usage = record.usage
     assert (record.run_id, record.state, usage.engine, usage.task_count) == (conf["run_id"], "Succeeded", "wdl", 1)
     assert usage.cpu_hours == pytest.approx(4 * 0.5) and usage.memory_gib_hours == pytest.approx(8 * 0.5)
@@ -273,12 +266,9 @@ def test_a_run_records_what_its_calls_used_from_cromwells_metadata(cromwell, rep
     assert usage.estimated_cost == pytest.approx((4 * 0.0125 + 8 * 0.0017) * 0.5, rel=0.01)
 
 
-def test_a_finished_run_writes_a_workflow_run_crate_beside_its_outputs(cromwell, repo, git, tmp_path, monkeypatch):
+def test_a_finished_run_writes_a_workflow_run_crate_beside_its_outputs(cromwell, repo, git, usage_store):
     import hashlib
 
-    from hatchway.store import Store
-
-    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path / 'crates.db'}")
     cromwell.set_course("succeed", after=1, outputs=OUTPUTS)
     conf = _conf(repo)
     run = run_dag("cromwell_run", **conf)
@@ -298,8 +288,4 @@ def test_a_finished_run_writes_a_workflow_run_crate_beside_its_outputs(cromwell,
     engine = [e for e in crate.get_entities() if e.type == "OrganizeAction"][0].get("instrument")
     assert engine.get("name") == "Cromwell" and engine.get("softwareVersion")
     assert properties(crate, action)["end_state"] == "Succeeded"
-    store = Store(f"sqlite:///{tmp_path / 'crates.db'}")
-    try:
-        assert store.get_crate("cromwell_run", run.run_id)[1] == crate_json
-    finally:
-        store.dispose()
+    assert usage_store.get_crate("cromwell_run", run.run_id)[1] == crate_json

@@ -106,3 +106,37 @@ def test_s3_cleanup_empties_a_versioned_bucket_with_delete_markers(aws):
     assert buckets.delete_own([names.work_bucket]) == [names.work_bucket]
     assert names.work_bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     buckets.delete_own([names.results_bucket])
+
+
+@pytest.mark.parametrize("kind", ["gcs", "s3"])
+def test_results_are_listed_for_the_crate_with_size_and_sha256_up_to_the_hash_limit(kind, request, monkeypatch):
+    """What write_crate reads of a results bucket: every object but the crate itself, each with its
+    size, and its sha256 unless it is larger than the limit; a bucket that is gone lists nothing."""
+    import hashlib
+
+    from hatchway.outputs import crate
+
+    request.getfixturevalue("gcs" if kind == "gcs" else "aws")
+    monkeypatch.setattr(crate, "HASH_LIMIT", 1000)
+    buckets, names = _buckets(kind, 305 if kind == "gcs" else 306)
+    buckets.create()
+    files = {"score/aggregated_scores.txt.gz": b"s\t0.42\n" * 10, "score/big.bin": b"x" * 1001,
+             "report.html": b"<html></html>"}
+    try:
+        for key, data in files.items():
+            if kind == "gcs":
+                buckets.client.bucket(names.results_bucket).blob(key).upload_from_string(data)
+            else:
+                buckets.client.put_object(Bucket=names.results_bucket, Key=key, Body=data)
+        scheme = "gs" if kind == "gcs" else "s3"
+        location = buckets.put_crate(names.results_bucket, {"@graph": []})
+        assert location == f"{scheme}://{names.results_bucket}/ro-crate-metadata.json"
+        listed = {f.url: f for f in buckets.files(names.results_bucket)}
+        assert sorted(listed) == sorted(f"{scheme}://{names.results_bucket}/{key}" for key in files)
+        for key, data in files.items():
+            found = listed[f"{scheme}://{names.results_bucket}/{key}"]
+            assert found.size == len(data)
+            assert found.sha256 == (None if len(data) > 1000 else hashlib.sha256(data).hexdigest())
+    finally:
+        buckets.delete_own([names.work_bucket, names.results_bucket])
+    assert buckets.files(names.results_bucket) == []

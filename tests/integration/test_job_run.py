@@ -78,11 +78,8 @@ def test_success_sends_every_state_in_order_and_keeps_only_results(jobs, seqera,
     assert len(launched) == 1
 
 
-def test_a_job_records_its_usage_against_the_namespace_and_its_cost_centre(jobs, seqera, gcs, airflow_db, tmp_path,
-                                                                           monkeypatch):
-    from hatchway.store import Store
-
-    monkeypatch.setenv("HATCHWAY_DB_URL", f"sqlite:///{tmp_path / 'usage.db'}")
+def test_a_job_records_its_usage_against_the_namespace_and_its_cost_centre(jobs, seqera, gcs, airflow_db,
+                                                                           usage_store):
     jobs.set(cost_center="intervene-42")
     body, names = _job(131)
     seqera.set_course(names.run_name, "succeed", after=1, tasks=[
@@ -90,11 +87,7 @@ def test_a_job_records_its_usage_against_the_namespace_and_its_cost_centre(jobs,
          "price_model": "standard"}] * 3)
     run = run_dag("job_run", **body)
     assert run.state == "success", task_states(run)
-    store = Store(f"sqlite:///{tmp_path / 'usage.db'}")
-    try:
-        [record] = store.usage_of(NS)
-    finally:
-        store.dispose()
+    [record] = usage_store.usage_of(NS)
     assert (record.run_id, record.cost_center, record.state) == (names.job_id, "intervene-42", "SUCCEEDED")
     usage = record.usage
     assert (usage.task_count, usage.cpu_hours, usage.memory_gib_hours) == (3, 9.0, 18.0)
@@ -208,23 +201,12 @@ def test_s3_storage_for_aws_deployments(jobs, seqera, aws, airflow_db):
     assert launched["workDir"] == f"s3://{names.work_bucket}/work"
 
 
-@pytest.fixture
-def crate_store(tmp_path, monkeypatch):
-    from hatchway.store import Store
-
-    url = f"sqlite:///{tmp_path / 'crates.db'}"
-    monkeypatch.setenv("HATCHWAY_DB_URL", url)
-    store = Store(url)
-    yield store
-    store.dispose()
-
-
 JOB_OUTPUTS = {"score/aggregated_scores.txt.gz": "sampleset\tIID\tPGS000001_SUM\nhapnest\ts00001\t0.42\n",
                "score/report.html": "<html><body>pgsc_calc report</body></html>\n"}
 
 
 def test_a_succeeded_job_writes_its_crate_into_the_results_bucket_with_every_input_and_result_checksummed(
-        jobs, seqera, aws, moto_server, airflow_db, crate_store):
+        jobs, seqera, aws, moto_server, airflow_db, usage_store):
     from support.crate import COMPLETED, ids, properties, read_checked
 
     jobs.set(storage="s3")
@@ -240,7 +222,7 @@ def test_a_succeeded_job_writes_its_crate_into_the_results_bucket_with_every_inp
     assert task_states(run)["write_crate"] == "success"
 
     written = json.loads(aws.s3.get_object(Bucket=names.results_bucket, Key="ro-crate-metadata.json")["Body"].read())
-    location, kept = crate_store.get_crate("job_run", run.run_id)
+    location, kept = usage_store.get_crate("job_run", run.run_id)
     assert location == f"s3://{names.results_bucket}/ro-crate-metadata.json" and kept == written
     crate, workflow, action = read_checked(written)
     assert workflow.get("codeRepository") == "https://github.com/pgscatalog/pgsc_calc"
@@ -268,7 +250,7 @@ def test_a_succeeded_job_writes_its_crate_into_the_results_bucket_with_every_inp
 
 
 def test_a_failed_job_keeps_a_crate_that_says_what_failed_though_its_buckets_are_gone(jobs, seqera, gcs, airflow_db,
-                                                                                       crate_store):
+                                                                                       usage_store):
     from support.crate import FAILED, ids, properties, read_checked
 
     body, names = _job(141)
@@ -276,7 +258,7 @@ def test_a_failed_job_keeps_a_crate_that_says_what_failed_though_its_buckets_are
     run = run_dag("job_run", **body)
     assert run.state == "failed"
     assert task_states(run)["write_crate"] == "success"
-    location, kept = crate_store.get_crate("job_run", run.run_id)
+    location, kept = usage_store.get_crate("job_run", run.run_id)
     assert location == f"hatchway-store://job_run/{run.run_id}"
     crate, _, action = read_checked(kept)
     assert ids(action.get("actionStatus")) == [FAILED]
@@ -288,7 +270,7 @@ def test_a_failed_job_keeps_a_crate_that_says_what_failed_though_its_buckets_are
 
 
 def test_a_job_past_the_namespaces_budget_is_refused_with_the_figures_before_anything_is_made(
-        jobs, seqera, gcs, airflow_db, crate_store):
+        jobs, seqera, gcs, airflow_db, usage_store):
     from datetime import timedelta
 
     from hatchway.domain.usage import Usage
@@ -296,9 +278,9 @@ def test_a_job_past_the_namespaces_budget_is_refused_with_the_figures_before_any
     from hatchway.store import UsageRecord
 
     jobs.set(budget={"amount": 5.0})
-    crate_store.migrate()
+    usage_store.migrate()
     now = utcnow()
-    crate_store.record_usage(UsageRecord(  # an earlier job this month, as its record_usage recorded it
+    usage_store.record_usage(UsageRecord(  # an earlier job this month, as its record_usage recorded it
         dag_id="job_run", dag_run_id="job__earlier", run_id="INTP00000000001", executing_workspace=NS,
         cost_center=None, state="SUCCEEDED", started_at=now - timedelta(minutes=2), ended_at=now - timedelta(minutes=1),
         usage=Usage(engine="nextflow", cpu_hours=60.0, memory_gib_hours=240.0, wall_seconds=3600, task_count=9, failed_tasks=0,

@@ -155,17 +155,6 @@ TASKS = [{"process": "ALIGN", "cpus": 4, "memory_gib": 8.0, "minutes": 30.0, "ma
           "price_model": "standard"}]
 
 
-@pytest.fixture
-def usage_store(tmp_path, monkeypatch):
-    from hatchway.store import Store
-
-    url = f"sqlite:///{tmp_path / 'usage.db'}"
-    monkeypatch.setenv("HATCHWAY_DB_URL", url)
-    store = Store(url)
-    yield store
-    store.dispose()
-
-
 def test_a_finished_run_records_its_usage_and_cost_and_writes_its_crate_beside_the_catalog(wes, sim, usage_store):
     """One run, both records: what it used (against the executing workspace) and what it was."""
     import hashlib

@@ -76,7 +76,7 @@ def _drop(producer) -> None:
             del _PRODUCERS[key]
     try:
         producer.purge()
-        producer.poll(0)  # serve the purged messages' delivery reports: the queue is then empty
+        producer.flush(1.0)  # serve the purged messages' delivery reports: the queue is then empty
     except Exception:  # noqa: BLE001 - a test double or an old client without purge
         pass
 
