@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from hatchway.operators.base import HatchwayOperator
-from hatchway.operators.workspace import CROMWELL_VARIABLE, load_cromwell_settings  # noqa: F401 (its home was here)
 
 if TYPE_CHECKING:
     from hatchway.domain.cromwell import CromwellRunConf, CromwellSettings
@@ -40,6 +39,9 @@ class CromwellOperator(HatchwayOperator):
 
     @cached_property
     def settings(self) -> CromwellSettings:
+        # Imported here: the workspace operators' module is not needed to parse cromwell_run.
+        from hatchway.operators.workspace import load_cromwell_settings
+
         return load_cromwell_settings()
 
     def conf(self, context: Any) -> CromwellRunConf:
