@@ -246,14 +246,9 @@ def usage_report(workspace: str, records: list, start: datetime | None, end: dat
 def check_budget(d: DoorDeps, workspace: str) -> None:
     """Refuse a new run of ``workspace`` once its month's estimated cost has reached its budget
     (``budgets`` in ``hatchway_config``), with the figures; no budget: nothing to check."""
-    from hatchway.domain.usage import budget_refusal, month_start
+    from hatchway.usage.runs import month_refusal
 
-    budget = d.platform.budgets.get(workspace)
-    if budget is None:
-        return
-    now = datetime.now(timezone.utc)
-    refusal = budget_refusal(workspace, d.store.spent(workspace, month_start(now)), budget,
-                             d.platform.price_table.currency, now)
+    refusal = month_refusal(d.store, workspace, d.platform.budgets.get(workspace), d.platform.price_table.currency)
     if refusal:
         raise DoorError(403, refusal)
 

@@ -149,20 +149,28 @@ def workspace_page(workspace: str, *, store: Any, platform: Any, record: Any, re
             "<p class=muted>Costs are estimates from the deployment's price table.</p>")
 
 
+def _login() -> HTMLResponse:
+    return _page("Log in", "<h1>Log in to Airflow</h1><p><a href='/'>Airflow</a></p>", status=401)
+
+
 def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
     """Add the workspace pages to the front door app. :param deps: the door's ``() -> DoorDeps``."""
 
-    def unavailable(reason: str) -> HTMLResponse:
-        return _page("Hatchway", f"<h1>Hatchway</h1><p>{_e(reason)}</p>", status=503)
+    def configured() -> tuple[Any, HTMLResponse | None]:
+        """The door's dependencies, or the page that says why there are none (503)."""
+        try:
+            return deps(), None
+        except Exception as exc:  # noqa: BLE001 - the door's configuration is missing: say so
+            return None, _page("Hatchway", f"<h1>Hatchway</h1><p>{_e(f'Hatchway is not configured: {exc}')}</p>",
+                               status=503)
 
     @app.get(UI_PREFIX, response_class=HTMLResponse)
     async def workspaces(request: Request):
         if await airflow_user(request) is None:
-            return _page("Log in", "<h1>Log in to Airflow</h1><p><a href='/'>Airflow</a></p>", status=401)
-        try:
-            d = deps()
-        except Exception as exc:  # noqa: BLE001 - the door's configuration is missing: say so
-            return unavailable(f"Hatchway is not configured: {exc}")
+            return _login()
+        d, unconfigured = configured()
+        if unconfigured is not None:
+            return unconfigured
         rows = d.store.list_workspaces()
         items = "".join(f"<tr><td><a href='workspaces/{_e(w.name)}'>{_e(w.name)}</a></td><td>{_e(w.owner)}</td>"
                         f"<td class=n>{d.store.spent(w.name):.2f} {_e(d.platform.price_table.currency)}</td></tr>"
@@ -178,15 +186,14 @@ def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
         from hatchway.domain import names
 
         if await airflow_user(request) is None:
-            return _page("Log in", "<h1>Log in to Airflow</h1><p><a href='/'>Airflow</a></p>", status=401)
+            return _login()
         try:
             names.check_workspace_name(workspace)
         except ValueError as exc:
             return _page("Not found", f"<h1>No workspace</h1><p>{_e(exc)}</p>", status=404)
-        try:
-            d = deps()
-        except Exception as exc:  # noqa: BLE001
-            return unavailable(f"Hatchway is not configured: {exc}")
+        d, unconfigured = configured()
+        if unconfigured is not None:
+            return unconfigured
         record, error = await run_in_threadpool(_record, d.platform, workspace)
         if record is None and d.store.get_workspace(workspace) is None and not d.store.usage_of(workspace):
             return _page("Not found", f"<h1>No workspace {_e(workspace)}</h1>", status=404)
@@ -207,11 +214,10 @@ def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
         from fastapi.concurrency import run_in_threadpool
 
         if await airflow_user(request) is None:
-            return _page("Log in", "<h1>Log in to Airflow</h1><p><a href='/'>Airflow</a></p>", status=401)
-        try:
-            d = deps()
-        except Exception as exc:  # noqa: BLE001
-            return unavailable(f"Hatchway is not configured: {exc}")
+            return _login()
+        d, unconfigured = configured()
+        if unconfigured is not None:
+            return unconfigured
         found = await run_in_threadpool(d.store.get_crate, dag_id, dag_run_id)
         if found is None:
             return _page("Not found", f"<h1>No RO-Crate for {_e(dag_id)} run {_e(dag_run_id)}</h1>", status=404)

@@ -87,19 +87,15 @@ class ResolveJobOperator(JobOperator):
         """Refuse the job, with the figures, once the namespace's month has reached its budget
         (``budget`` in the job settings; none: nothing to check). The failure callback sends
         Failed with the reason; nothing was made yet."""
-        budget = self.config.budget
-        if budget is None:
-            return
+        if self.config.budget is None:
+            return  # the store is not opened
         from airflow.sdk.exceptions import AirflowFailException
 
-        from hatchway.domain.usage import budget_refusal, month_start
-        from hatchway.domain.workspace import utcnow
         from hatchway.store import Store
+        from hatchway.usage.runs import month_refusal
 
-        now = utcnow()
         with Store.migrated_from_env() as store:
-            spent = store.spent(self.config.namespace, month_start(now))
-        refusal = budget_refusal(self.config.namespace, spent, budget, self.config.price_table.currency, now)
+            refusal = month_refusal(store, self.config.namespace, self.config.budget, self.config.price_table.currency)
         if refusal:
             raise AirflowFailException(f"refused: {refusal}")
 

@@ -497,13 +497,6 @@ class Store:
             row = session.get(RunRow, run_id)
             return None if row is None else RunRecord.model_validate(row)
 
-    def get_run_by_dag_run(self, dag_id: str, dag_run_id: str) -> RunRecord | None:
-        """The front door's run of that Airflow run (None: started some other way, e.g. Kafka)."""
-        with self._read() as session:
-            row = session.scalars(select(RunRow).where(RunRow.dag_id == dag_id, RunRow.dag_run_id == dag_run_id)
-                                  ).first()
-            return None if row is None else RunRecord.model_validate(row)
-
     def list_runs(
         self, calling_workspace: str, page_size: int, page_token: str | None = None
     ) -> tuple[list[RunRecord], str | None]:

@@ -11,8 +11,8 @@ from typing import Any
 
 from hatchway.domain.notify import Notice
 from hatchway.domain.wave import parse_time
-from hatchway.domain.usage import (Budget, PriceTable, Usage, crossed, month_start, price, seqera_engine_cost,
-                                   seqera_tasks)
+from hatchway.domain.usage import (Budget, PriceTable, Usage, budget_refusal, crossed, month_start, price,
+                                   seqera_engine_cost, seqera_tasks)
 
 
 def area_bytes(s3_client: Any, bucket: str, prefix: str, *, split: str | None = None) -> tuple[int, int]:
@@ -77,6 +77,16 @@ def cromwell_run_usage(metadata: dict[str, Any] | None, table: PriceTable, *, wo
              "end": metadata.get("end"), "error": failures[0].get("message") if failures else None}
     return usage, {"state": metadata.get("status") or "Unknown", "started_at": started, "ended_at": ended or now,
                    "engine_run_id": metadata.get("id"), "workflow": facts}
+
+
+def month_refusal(store: Any, workspace: str, budget: Budget | None, currency: str,
+                  now: datetime | None = None) -> str | None:
+    """Why a new run of ``workspace`` is refused now: its month's estimated cost in ``store``
+    has reached ``budget`` (None: it may start; no budget: nothing to check)."""
+    if budget is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    return budget_refusal(workspace, store.spent(workspace, month_start(now)), budget, currency, now)
 
 
 def record_run_usage(usage: Usage, seen: dict[str, Any], *, dag_id: str, dag_run_id: str, run_id: str,
