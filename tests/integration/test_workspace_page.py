@@ -11,7 +11,7 @@ import requests
 
 from hatchway.api.auth import issue_token
 from hatchway.api.door import create_app
-from hatchway.api.ui import usage_chart, workspace_page
+from hatchway.api.ui import usage_chart, workspace_page, workspaces_page
 from hatchway.domain.usage import Usage
 from hatchway.domain.workspace import PlatformConfig
 from hatchway.store import UsageRecord
@@ -39,8 +39,10 @@ def test_a_workspace_page_lists_its_runs_with_state_and_cost_and_its_month(tmp_p
     _ran(store, "second-job", 0.5, NOW - timedelta(hours=3), state="FAILED")
     _ran(store, "last-month", 7.0, NOW - timedelta(days=10))  # November: not this month's
     _ran(store, "bobs", 3.0, NOW - timedelta(days=1), workspace="bob")
+    store.save_crate("wes_run", "wes__first-job", "first-job", "s3://x/ro-crate-metadata.json", {"@graph": []})
+    store.save_crate("job_run", "wes__second-job", "second-job", "elsewhere", {"@graph": []})  # another DAG's run
     body = workspace_page("alice", store=store, platform=platform, record=None, record_error="not read (NoCredentials)",
-                          crate_url=lambda r: f"/crates/{r.run_id}" if r.run_id == "first-job" else None, now=NOW)
+                          crate_url=lambda r: f"/crates/{r.run_id}", now=NOW)
     rows = re.findall(r"<tr><td>([^<]+)</td><td>wes_run</td><td><span class='pill (\w*)'>(\w+)</span>.*?"
                       r"<td class=n>([0-9.]+) EUR</td><td>(.*?)</td></tr>", body)
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
@@ -50,6 +52,42 @@ def test_a_workspace_page_lists_its_runs_with_state_and_cost_and_its_month(tmp_p
     assert "1.75 EUR of a 10.00 EUR budget" in body  # December only
     assert "alice@example.org" in body and "hwtest-alice-jobs" in body and "not read (NoCredentials)" in body
     assert "<svg" in body and body.count("<rect") == 30
+
+
+def test_the_workspaces_list_shows_each_workspaces_cost_in_the_same_queries_for_3_workspaces_and_for_60(tmp_path):
+    from sqlalchemy import event
+
+    deps, _ = door_deps(tmp_path)
+    store = deps.store
+    platform = PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", price_table={"currency": "EUR"})
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    def listed() -> tuple[dict[str, tuple[str, str]], int]:
+        statements.clear()
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            body = workspaces_page(store=store, platform=platform)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        rows = re.findall(r"<td><a href='workspaces/([a-z0-9-]+)'>[^<]+</a></td><td>([^<]+)</td>"
+                          r"<td class=n>([0-9.]+) EUR</td>", body)
+        return {name: (owner, cost) for name, owner, cost in rows}, len(statements)
+
+    for i in range(60):
+        store.ensure_workspace(f"ws-{i:02d}", owner=f"user{i}@example.org")
+        if i < 3:
+            _ran(store, f"run-{i}-a", 1.5 + i, NOW - timedelta(days=40), workspace=f"ws-{i:02d}")
+            _ran(store, f"run-{i}-b", 0.25, NOW, workspace=f"ws-{i:02d}")
+        if i == 2:
+            few, few_queries = listed()
+    many, many_queries = listed()
+    assert few == {"ws-00": ("user0@example.org", "1.75"), "ws-01": ("user1@example.org", "2.75"),
+                   "ws-02": ("user2@example.org", "3.75")}  # all time: last month's runs too
+    assert len(many) == 60 and many["ws-59"] == ("user59@example.org", "0.00") and many["ws-01"] == few["ws-01"]
+    assert 2 <= few_queries == many_queries <= 4, (few_queries, many_queries)
 
 
 def test_the_chart_sums_cost_per_day_and_leaves_older_days_out():

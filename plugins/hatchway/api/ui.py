@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,22 @@ def usage_chart(records: list, now: datetime, days: int = CHART_DAYS) -> str:
             f"viewBox='0 0 {width} {height}'>{''.join(bars)}</svg>")
 
 
+def workspaces_page(*, store: Any, platform: Any) -> str:
+    """The body of the workspaces list (HTML): each workspace, its owner and its all-time cost, in
+    two store queries whatever the number of workspaces."""
+    spent = store.spent_by_workspace()
+    currency = _e(platform.price_table.currency)
+    items = "".join(f"<tr><td><a href='workspaces/{_e(w.name)}'>{_e(w.name)}</a></td><td>{_e(w.owner)}</td>"
+                    f"<td class=n>{spent.get(w.name, 0.0):.2f} {currency}</td></tr>" for w in store.list_workspaces())
+    return ("<h1>Hatchway workspaces</h1><table><thead><tr><th>workspace</th><th>owner</th>"
+            "<th>estimated cost, all time</th></tr></thead><tbody>"
+            + (items or "<tr><td colspan=3 class=muted>none yet</td></tr>") + "</tbody></table>")
+
+
 def workspace_page(workspace: str, *, store: Any, platform: Any, record: Any, record_error: str | None,
-                   crate_url: Callable[[Any], str | None], now: datetime | None = None) -> str:
-    """The body of one workspace's page (HTML)."""
+                   crate_url: Callable[[Any], str], now: datetime | None = None) -> str:
+    """The body of one workspace's page (HTML). ``crate_url(run)``: the link to a run's kept
+    RO-Crate, asked only for the runs that have one (found in one store query)."""
     from hatchway.domain.names import WorkspaceNames
     from hatchway.domain.usage import month_start
 
@@ -125,9 +139,10 @@ def workspace_page(workspace: str, *, store: Any, platform: Any, record: Any, re
         info += f"<dt>record</dt><dd class=muted>{_e(record_error)}</dd>"
     members = ", ".join(f"{_e(m.user)} ({_e(m.role)})" for m in store.members(workspace)) if row else ""
     workflows = ", ".join(f"{_e(w.name)} {_e(w.version)} ({_e(w.policy)})" for w in store.list_workflows(workspace))
+    crated = store.crated((r.dag_id, r.dag_run_id) for r in records)
     runs = []
     for r in reversed(records):
-        crate = crate_url(r)
+        crate = crate_url(r) if (r.dag_id, r.dag_run_id) in crated else None
         catalog = (f"s3://{platform.bucket}/{r.calling_workspace or workspace}/processing-results/{r.run_id}/"
                    "catalog.json") if r.dag_id == "wes_run" else None
         links = " ".join(part for part in (
@@ -171,18 +186,11 @@ def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
         d, unconfigured = configured()
         if unconfigured is not None:
             return unconfigured
-        rows = d.store.list_workspaces()
-        items = "".join(f"<tr><td><a href='workspaces/{_e(w.name)}'>{_e(w.name)}</a></td><td>{_e(w.owner)}</td>"
-                        f"<td class=n>{d.store.spent(w.name):.2f} {_e(d.platform.price_table.currency)}</td></tr>"
-                        for w in rows)
-        return _page("Hatchway workspaces", "<h1>Hatchway workspaces</h1><table><thead><tr><th>workspace</th>"
-                     "<th>owner</th><th>estimated cost, all time</th></tr></thead><tbody>"
-                     + (items or "<tr><td colspan=3 class=muted>none yet</td></tr>") + "</tbody></table>")
+        body = await run_in_threadpool(lambda: workspaces_page(store=d.store, platform=d.platform))
+        return _page("Hatchway workspaces", body)
 
     @app.get(UI_PREFIX + "/{workspace}", response_class=HTMLResponse)
     async def workspace(workspace: str, request: Request):
-        from fastapi.concurrency import run_in_threadpool
-
         from hatchway.domain import names
 
         if await airflow_user(request) is None:
@@ -198,9 +206,7 @@ def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
         if record is None and d.store.get_workspace(workspace) is None and not d.store.usage_of(workspace):
             return _page("Not found", f"<h1>No workspace {_e(workspace)}</h1>", status=404)
 
-        def crate_url(usage: Any) -> str | None:
-            if d.store.get_crate(usage.dag_id, usage.dag_run_id) is None:
-                return None
+        def crate_url(usage: Any) -> str:
             return str(request.url_for("ui_run_crate", dag_id=usage.dag_id, dag_run_id=usage.dag_run_id))
 
         body = await run_in_threadpool(lambda: workspace_page(workspace, store=d.store, platform=d.platform,
@@ -211,8 +217,6 @@ def add_ui_routes(app: FastAPI, deps: Callable[[], Any]) -> None:
     async def run_crate(dag_id: str, dag_run_id: str, request: Request):
         """A run's Workflow Run RO-Crate as its ``write_crate`` teardown kept it: WES, Cromwell and
         job runs alike (a failed job's crate lives only in the store)."""
-        from fastapi.concurrency import run_in_threadpool
-
         if await airflow_user(request) is None:
             return _login()
         d, unconfigured = configured()

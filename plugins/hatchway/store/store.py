@@ -16,7 +16,7 @@ import binascii
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -623,6 +623,16 @@ class Store:
             row = session.get(CrateRow, (dag_id, dag_run_id))
             return None if row is None else (row.location, row.crate)
 
+    def crated(self, runs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``runs`` (``(dag_id, dag_run_id)`` pairs) have a kept RO-Crate, in one query."""
+        wanted = set(runs)
+        if not wanted:
+            return set()
+        query = select(CrateRow.dag_id, CrateRow.dag_run_id).where(
+            CrateRow.dag_run_id.in_(sorted({run for _, run in wanted})))
+        with self._read() as session:
+            return {(dag, run) for dag, run in session.execute(query)} & wanted
+
     def spent(self, executing_workspace: str, start: datetime | None = None) -> float:
         """Estimated cost of the workspace's runs that ended since ``start`` (all when None), in one query."""
         query = select(func.coalesce(func.sum(UsageRow.estimated_cost), 0.0)).where(
@@ -631,6 +641,16 @@ class Store:
             query = query.where(UsageRow.ended_at >= start)
         with self._read() as session:
             return float(session.scalar(query))
+
+    def spent_by_workspace(self, start: datetime | None = None) -> dict[str, float]:
+        """Estimated cost of every workspace's runs that ended since ``start`` (all when None), in
+        one query: workspace -> cost, for the workspaces with a recorded run."""
+        query = select(UsageRow.executing_workspace, func.sum(UsageRow.estimated_cost)).group_by(
+            UsageRow.executing_workspace)
+        if start is not None:
+            query = query.where(UsageRow.ended_at >= start)
+        with self._read() as session:
+            return {workspace: float(cost or 0.0) for workspace, cost in session.execute(query)}
 
     def ping(self) -> None:
         """One round trip to the database (``SELECT 1``); raises what the driver raises."""
