@@ -12,6 +12,14 @@ from typing import Any
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 
 
+def split_s3(url: str, *, error: type[Exception] = ValueError) -> tuple[str, str]:
+    """``s3://bucket/key`` as ``(bucket, key)``; anything else (another scheme, no bucket) raises ``error``."""
+    bucket, _, key = url[len("s3://"):].partition("/") if url.startswith("s3://") else ("", "", "")
+    if not bucket:
+        raise error(f"{url!r} is not an s3:// URL with a bucket")
+    return bucket, key
+
+
 def versioned(s3: Any, bucket: str) -> bool:
     """Whether the bucket keeps versions (now or once did: suspended buckets keep old ones)."""
     return s3.get_bucket_versioning(Bucket=bucket).get("Status") in ("Enabled", "Suspended")

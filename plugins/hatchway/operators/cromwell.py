@@ -243,7 +243,7 @@ class RecordUsageOperator(CromwellOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from hatchway.operators.usage import record
         from hatchway.operators.workspace import load_config
-        from hatchway.outputs.stac import split_s3
+        from hatchway.s3 import split_s3
         from hatchway.usage.runs import area_bytes, cromwell_run_usage
         from hatchway.workspace.clients import AwsClients
         from hatchway.workspace.provision import read_record
@@ -282,7 +282,7 @@ class WriteCrateOperator(CromwellOperator):
         from hatchway.operators.usage import XCOM_ENGINE_RUN
         from hatchway.operators.workspace import load_config
         from hatchway.outputs.crate import RunFacts, build_crate, keep_crate, s3_inputs, write_crate
-        from hatchway.outputs.stac import split_s3
+        from hatchway.s3 import split_s3
         from hatchway.workspace.clients import AwsClients
 
         ti = context["ti"]

@@ -29,6 +29,7 @@ from pystac.extensions.file import FileExtension
 
 from hatchway.domain.names import check_s3_bucket, check_workspace_name
 from hatchway.domain.wes import catalog_prefix, harvest_marker_key, outputs_prefix, run_prefix
+from hatchway.s3 import split_s3
 
 CATALOG_FILE = "catalog.json"
 DATA_ASSET = "data"
@@ -132,14 +133,6 @@ def multihash_sha256(chunks: Iterator[bytes]) -> tuple[str, int]:
         digest.update(chunk)
         size += len(chunk)
     return SHA256_MULTIHASH + digest.hexdigest(), size
-
-
-def split_s3(href: str) -> tuple[str, str]:
-    """``s3://bucket/key`` as ``(bucket, key)``."""
-    if not href.startswith("s3://"):
-        raise ValueError(f"only s3:// hrefs are read and written here (got {href!r})")
-    bucket, _, key = href[len("s3://"):].partition("/")
-    return bucket, key
 
 
 def _check_scope(bucket: str, key: str, allowed_bucket: str, allowed_prefix: str) -> None:

@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from hatchway import s3 as s3_ops
 from hatchway.domain.cromwell import (
@@ -126,13 +125,6 @@ def abort_if_live(hook: CromwellHook, workflow_id_: str) -> dict[str, Any]:
 # -- outputs
 
 
-def _split(url: str) -> tuple[str, str]:
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise PlacementError(f"{url!r} is not an s3:// URL")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
 def file_outputs(outputs: Any, name: str = "") -> Iterator[tuple[str, str]]:
     """Every ``s3://`` file among a workflow's outputs (in arrays, maps and pairs too): (output name, URL)."""
     if isinstance(outputs, str):
@@ -157,8 +149,8 @@ class Placement:
 
 def _relative(url: str, root: str) -> str:
     """Where an output goes under the destination: its path below the workflow's root."""
-    bucket, key = _split(url)
-    root_bucket, root_key = _split(root.rstrip("/") + "/")
+    bucket, key = s3_ops.split_s3(url, error=PlacementError)
+    root_bucket, root_key = s3_ops.split_s3(root.rstrip("/") + "/", error=PlacementError)
     if bucket == root_bucket and key.startswith(root_key):
         return key[len(root_key):]
     return f"external/{bucket}/{key}"
@@ -183,7 +175,7 @@ def place_outputs(s3: Any, *, workflow_id_: str, workflow_root: str, outputs: di
     if not root.startswith("s3://") or root.rsplit("/", 1)[-1] != workflow_id_:
         raise PlacementError(f"workflow root {workflow_root!r} is not an s3:// directory of workflow {workflow_id_}: "
                              "not placing outputs, nothing deleted")
-    dest_bucket, dest_prefix = _split(destination.rstrip("/") + "/")
+    dest_bucket, dest_prefix = s3_ops.split_s3(destination.rstrip("/") + "/", error=PlacementError)
     placement = Placement(destination=destination)
     manifest = _manifest(s3, dest_bucket, dest_prefix)
     if manifest.get("workflow_id") == workflow_id_:
@@ -191,7 +183,7 @@ def place_outputs(s3: Any, *, workflow_id_: str, workflow_root: str, outputs: di
         placement.outputs = manifest.get("outputs") or {}
     else:
         _copy_all(s3, placement, workflow_id_, root, outputs, dest_bucket, dest_prefix)
-    root_bucket, root_key = _split(root + "/")
+    root_bucket, root_key = s3_ops.split_s3(root + "/", error=PlacementError)
     placement.removed = s3_ops.empty(s3, root_bucket, root_key, error=PlacementError)
     log.info("placed %d outputs of workflow %s in %s; removed %d objects under %s/", len(placement.placed),
              workflow_id_, destination, placement.removed, root)
@@ -211,7 +203,7 @@ def _copy_all(s3: Any, placement: Placement, workflow_id_: str, root: str, outpu
     destination = placement.destination
     try:
         for _name, url in file_outputs(outputs):
-            bucket, key = _split(url)
+            bucket, key = s3_ops.split_s3(url, error=PlacementError)
             target = dest_prefix + _relative(url, root)
             s3.copy({"Bucket": bucket, "Key": key}, dest_bucket, target)
             if not _same(s3.head_object(Bucket=bucket, Key=key), s3.head_object(Bucket=dest_bucket, Key=target)):
