@@ -192,3 +192,49 @@ def test_cromshell_submits_reads_status_lists_outputs_and_aborts_through_the_doo
     aborted = cromshell("abort", hanging)
     assert aborted.returncode == 0, aborted.stdout + aborted.stderr
     assert sim.workflow(hanging)["status"] in ("Aborting", "Aborted")
+
+
+def test_a_workspace_past_its_monthly_budget_submits_nothing_to_cromwell_and_reads_the_figures(cromwell_sim, tmp_path):
+    """The WES door's budget rule holds on Cromwell's own API too: once alice's month has reached
+    her budget, a submission is refused in Cromwell's envelope before Cromwell is asked; her
+    other calls and bob's submissions go on."""
+    from datetime import datetime, timedelta, timezone
+
+    from hatchway.domain.usage import Usage, month_start
+    from hatchway.domain.workspace import PlatformConfig
+    from hatchway.store import UsageRecord
+
+    deps, settings = door_deps(tmp_path, cromwell_conn_id="cromwell_budget")
+    deps.platform = PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", queue_mode="shared",
+                                   budgets={"alice": {"amount": 2.0}}, price_table={"currency": "EUR"})
+    now = datetime.now(timezone.utc)
+
+    def spend(name: str, cost: float, ended: datetime) -> None:
+        deps.store.record_usage(UsageRecord(
+            dag_id="cromwell_run", dag_run_id=f"cromwell__{name}", run_id=name, executing_workspace="alice",
+            state="Succeeded", ended_at=ended, usage=Usage(engine="wdl", cpu_hours=1, memory_gib_hours=1,
+                                                           wall_seconds=60, task_count=1, failed_tasks=0,
+                                                           estimated_cost=cost, currency="EUR")))
+
+    cromwell_sim.reset()
+    os.environ["AIRFLOW_CONN_CROMWELL_BUDGET"] = cromwell_sim.airflow_env()["AIRFLOW_CONN_CROMWELL_DEFAULT"]
+    try:
+        with ThreadedServer(create_app(lambda: deps)) as server:
+            tokens = {ws: issue_token(settings, workspace=ws, subject=f"{ws}@example.org") for ws in ("alice", "bob")}
+            alice = CromwellClient(server.url, "alice", tokens["alice"])
+            bob = CromwellClient(server.url, "bob", tokens["bob"])
+            spend("last-month", 50.0, month_start(now) - timedelta(seconds=1))  # another month's budget
+            spend("first", 1.5, now)
+            first = alice.submit()
+            assert first.status_code == 201, first.text  # 1.50 of 2.00 EUR: still under
+            spend("second", 0.75, now)
+            refused = alice.submit()
+            assert refused.status_code == 403
+            assert refused.json() == {"status": "fail", "message": refused.json()["message"]}
+            assert "2.25 EUR of its 2.00 EUR" in refused.json()["message"], refused.json()
+            listed = alice.get("/query").json()
+            assert [r["id"] for r in listed["results"]] == [first.json()["id"]]  # nothing more reached Cromwell
+            assert alice.get(f"/{first.json()['id']}/status").status_code == 200
+            assert bob.submit().status_code == 201  # bob has no budget
+    finally:
+        os.environ.pop("AIRFLOW_CONN_CROMWELL_BUDGET", None)

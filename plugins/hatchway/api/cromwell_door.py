@@ -10,7 +10,9 @@ tenancy rules of :mod:`hatchway.domain.cromwell` applied on the way (CromIAM's d
 - every query is narrowed to the workspace; ``labelor`` and ``excludeLabel*`` are refused;
 - every per-workflow call (status, outputs, metadata, labels, logs, abort...) first checks the
   root workflow's reserved label and answers Cromwell's 404 "Unrecognized workflow ID" otherwise;
-- ``backends`` and womtool's ``describe`` pass through (they reveal no workflow).
+- ``backends`` and womtool's ``describe`` pass through (they reveal no workflow);
+- a submission of a workspace whose month has reached its budget (``budgets`` in
+  ``hatchway_config``) is refused with 403 and the figures, as the WES door refuses a run.
 
 Errors are Cromwell's envelope, ``{"status": "fail"|"error", "message"}``, so its clients show
 them. The shared server is the ``cromwell_conn_id`` of ``hatchway_cromwell_config``.
@@ -74,16 +76,27 @@ def add_cromwell_routes(app: FastAPI, authenticate: Callable[[Request], tuple[An
     async def _cromwell_error(request: Request, exc: CromwellDoorError):
         return JSONResponse({"status": exc.kind, "message": exc.message}, status_code=exc.status)
 
-    def tenant(request: Request, workspace: str):
+    def tenant(request: Request, workspace: str, *, submitting: bool = False):
         from hatchway.wdl.servers import NoServer
 
         deps, caller = authenticate(request)
         if caller.workspace != workspace:
             raise CromwellDoorError(404, f"no Cromwell workspace {workspace!r} for this token")
+        if submitting:
+            refused(deps, workspace)
         try:
             return caller, workspace_hook(deps, workspace), deps.cromwell
         except NoServer as exc:
             raise CromwellDoorError(503, str(exc), "error") from None
+
+    def refused(deps: Any, workspace: str) -> None:
+        """The WES door's budget rule (:func:`hatchway.api.door.check_budget`), in Cromwell's envelope."""
+        from hatchway.api.door import DoorError, check_budget
+
+        try:
+            check_budget(deps, workspace)
+        except DoorError as exc:
+            raise CromwellDoorError(exc.status, exc.msg) from None
 
     def call(hook, fn: Callable[[], Response]) -> Response:
         from hatchway.hooks.cromwell import CromwellApiError, CromwellError
@@ -112,7 +125,7 @@ def add_cromwell_routes(app: FastAPI, authenticate: Callable[[Request], tuple[An
 
     @app.post(PREFIX)
     async def submit(workspace: str, version: str, request: Request):
-        caller, hook, settings = await run_in_threadpool(tenant, request, workspace)
+        caller, hook, settings = await run_in_threadpool(lambda: tenant(request, workspace, submitting=True))
         data, files = await _form(request)
         try:
             data, files = _tenant_submission(workspace, data, files, settings.workflow_options)
