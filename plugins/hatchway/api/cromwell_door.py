@@ -90,13 +90,13 @@ def add_cromwell_routes(app: FastAPI, authenticate: Callable[[Request], tuple[An
             raise CromwellDoorError(503, str(exc), "error") from None
 
     def refused(deps: Any, workspace: str) -> None:
-        """The WES door's budget rule (:func:`hatchway.api.door.check_budget`), in Cromwell's envelope."""
-        from hatchway.api.door import DoorError, check_budget
+        """The WES door's budget rule (:func:`hatchway.usage.runs.month_refusal`), in Cromwell's envelope."""
+        from hatchway.usage.runs import month_refusal
 
-        try:
-            check_budget(deps, workspace)
-        except DoorError as exc:
-            raise CromwellDoorError(exc.status, exc.msg) from None
+        refusal = month_refusal(deps.store, workspace, deps.platform.budgets.get(workspace),
+                                deps.platform.price_table.currency)
+        if refusal:
+            raise CromwellDoorError(403, refusal)
 
     def call(hook, fn: Callable[[], Response]) -> Response:
         from hatchway.hooks.cromwell import CromwellApiError, CromwellError
