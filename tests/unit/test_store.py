@@ -381,3 +381,28 @@ def test_concurrent_recordings_of_one_run_leave_one_row(store):
         thread.join(60)
     assert errors == []
     assert len(store.usage_of("lab-a")) == 1
+
+
+def test_crated_finds_the_kept_crates_among_more_runs_than_one_statement_takes(store):
+    from hatchway.store.store import IN_BATCH
+
+    runs = [("wes_run" if i % 2 else "job_run", f"run__{i:05d}") for i in range(2 * IN_BATCH + 500)]
+    kept = runs[::7]
+    for dag_id, run in kept:
+        store.save_crate(dag_id, run, run, "hatchway-store://x", {"@graph": []})
+    store.save_crate("cromwell_run", runs[1][1], "other", "elsewhere", {"@graph": []})  # same run id, other DAG
+    from sqlalchemy import event
+
+    sizes: list[int] = []
+
+    def count(conn, cursor, statement, parameters, *args) -> None:
+        if "hatchway_crates" in statement:
+            sizes.append(len(parameters))
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        assert store.crated(runs) == set(kept)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert len(sizes) == 3 and max(sizes) <= IN_BATCH, sizes  # bounded statements, not one per run
+    assert store.crated(runs[:3]) == {runs[0]} and store.crated([]) == set()

@@ -43,6 +43,7 @@ MIGRATE_LOCK_ID = 0x68617463  # "hatc"
 # How long an SQLite writer waits for another's lock before "database is locked".
 SQLITE_BUSY_SECONDS = 30
 MAX_PAGE_SIZE = 1000
+IN_BATCH = 1000  # ids in one IN (...) of a query: SQLite and PostgreSQL bound the parameters of a statement
 ROLES = ("owner", "member")
 # What a caller decided when it submitted the run; the rest (state, outputs, cancel,
 # timestamps) changes afterwards, so a retried add_run is compared on these alone.
@@ -624,14 +625,17 @@ class Store:
             return None if row is None else (row.location, row.crate)
 
     def crated(self, runs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of ``runs`` (``(dag_id, dag_run_id)`` pairs) have a kept RO-Crate, in one query."""
+        """Which of ``runs`` (``(dag_id, dag_run_id)`` pairs) have a kept RO-Crate: one query per
+        :data:`IN_BATCH` runs (a database bounds the parameters of one statement)."""
         wanted = set(runs)
-        if not wanted:
-            return set()
-        query = select(CrateRow.dag_id, CrateRow.dag_run_id).where(
-            CrateRow.dag_run_id.in_(sorted({run for _, run in wanted})))
+        ids = sorted({run for _, run in wanted})
+        found: set[tuple[str, str]] = set()
         with self._read() as session:
-            return {(dag, run) for dag, run in session.execute(query)} & wanted
+            for start in range(0, len(ids), IN_BATCH):
+                query = select(CrateRow.dag_id, CrateRow.dag_run_id).where(
+                    CrateRow.dag_run_id.in_(ids[start:start + IN_BATCH]))
+                found.update((dag, run) for dag, run in session.execute(query))
+        return found & wanted
 
     def spent(self, executing_workspace: str, start: datetime | None = None) -> float:
         """Estimated cost of the workspace's runs that ended since ``start`` (all when None), in one query."""
