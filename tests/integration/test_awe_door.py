@@ -90,18 +90,14 @@ def test_bad_input_is_refused_with_a_reason(door, cromwell):
 def test_an_awe_run_past_the_workspaces_budget_is_refused_with_the_figures(cromwell, airflow_dags, tmp_path, repo):
     from datetime import datetime, timezone
 
-    from hatchway.domain.usage import Usage
     from hatchway.domain.workspace import PlatformConfig
-    from hatchway.store import UsageRecord
+    from support.usage import spend
 
     deps, settings = door_deps(tmp_path)
     deps.platform = PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", queue_mode="shared",
                                    budgets={"alice-lab": {"amount": 5.0}})
-    deps.store.record_usage(UsageRecord(
-        dag_id="cromwell_run", dag_run_id="awe__spent", run_id="spent", executing_workspace="alice-lab",
-        state="Succeeded", ended_at=datetime.now(timezone.utc),
-        usage=Usage(engine="wdl", cpu_hours=100, memory_gib_hours=200, wall_seconds=3600, task_count=9,
-                    failed_tasks=0, estimated_cost=5.25, currency="USD")))
+    spend(deps.store, "alice-lab", "spent", 5.25, datetime.now(timezone.utc), dag_id="cromwell_run", engine="wdl",
+          state="Succeeded")
     body = {"workflow_repo": repo["url"], "ref": "v1", "inputs": {"hello.name": "ada"}}
     with ThreadedServer(create_app(lambda: deps)) as server:
         alice = httpx.Client(base_url=f"{server.url}/awe/{ALICE}", timeout=30, headers={

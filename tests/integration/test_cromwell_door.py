@@ -200,21 +200,18 @@ def test_a_workspace_past_its_monthly_budget_submits_nothing_to_cromwell_and_rea
     other calls and bob's submissions go on."""
     from datetime import datetime, timedelta, timezone
 
-    from hatchway.domain.usage import Usage, month_start
+    from hatchway.domain.usage import month_start
     from hatchway.domain.workspace import PlatformConfig
-    from hatchway.store import UsageRecord
+    from support.usage import spend
 
     deps, settings = door_deps(tmp_path, cromwell_conn_id="cromwell_budget")
     deps.platform = PlatformConfig(bucket="hatchway-test-data", prefix="hwtest", queue_mode="shared",
                                    budgets={"alice": {"amount": 2.0}}, price_table={"currency": "EUR"})
     now = datetime.now(timezone.utc)
 
-    def spend(name: str, cost: float, ended: datetime) -> None:
-        deps.store.record_usage(UsageRecord(
-            dag_id="cromwell_run", dag_run_id=f"cromwell__{name}", run_id=name, executing_workspace="alice",
-            state="Succeeded", ended_at=ended, usage=Usage(engine="wdl", cpu_hours=1, memory_gib_hours=1,
-                                                           wall_seconds=60, task_count=1, failed_tasks=0,
-                                                           estimated_cost=cost, currency="EUR")))
+    def spent(name: str, cost: float, ended: datetime) -> None:
+        spend(deps.store, "alice", name, cost, ended, dag_id="cromwell_run", engine="wdl", state="Succeeded",
+              currency="EUR")
 
     cromwell_sim.reset()
     os.environ["AIRFLOW_CONN_CROMWELL_BUDGET"] = cromwell_sim.airflow_env()["AIRFLOW_CONN_CROMWELL_DEFAULT"]
@@ -223,11 +220,11 @@ def test_a_workspace_past_its_monthly_budget_submits_nothing_to_cromwell_and_rea
             tokens = {ws: issue_token(settings, workspace=ws, subject=f"{ws}@example.org") for ws in ("alice", "bob")}
             alice = CromwellClient(server.url, "alice", tokens["alice"])
             bob = CromwellClient(server.url, "bob", tokens["bob"])
-            spend("last-month", 50.0, month_start(now) - timedelta(seconds=1))  # another month's budget
-            spend("first", 1.5, now)
+            spent("last-month", 50.0, month_start(now) - timedelta(seconds=1))  # another month's budget
+            spent("first", 1.5, now)
             first = alice.submit()
             assert first.status_code == 201, first.text  # 1.50 of 2.00 EUR: still under
-            spend("second", 0.75, now)
+            spent("second", 0.75, now)
             refused = alice.submit()
             assert refused.status_code == 403
             assert refused.json() == {"status": "fail", "message": refused.json()["message"]}

@@ -273,18 +273,14 @@ def test_a_job_past_the_namespaces_budget_is_refused_with_the_figures_before_any
         jobs, seqera, gcs, airflow_db, usage_store):
     from datetime import timedelta
 
-    from hatchway.domain.usage import Usage
     from hatchway.domain.workspace import utcnow
-    from hatchway.store import UsageRecord
+    from support.usage import spend
 
     jobs.set(budget={"amount": 5.0})
     usage_store.migrate()
     now = utcnow()
-    usage_store.record_usage(UsageRecord(  # an earlier job this month, as its record_usage recorded it
-        dag_id="job_run", dag_run_id="job__earlier", run_id="INTP00000000001", executing_workspace=NS,
-        cost_center=None, state="SUCCEEDED", started_at=now - timedelta(minutes=2), ended_at=now - timedelta(minutes=1),
-        usage=Usage(engine="nextflow", cpu_hours=60.0, memory_gib_hours=240.0, wall_seconds=3600, task_count=9, failed_tasks=0,
-                    estimated_cost=5.25, currency="USD")))
+    # an earlier job this month, as its record_usage recorded it
+    spend(usage_store, NS, "INTP00000000001", 5.25, now - timedelta(minutes=1), dag_id="job_run")
     body, names = _job(142)
     seqera.set_course(names.run_name, "succeed", after=1)
     run = run_dag("job_run", **body)

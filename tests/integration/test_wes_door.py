@@ -462,8 +462,8 @@ def test_a_workspace_reads_its_own_usage_by_time_and_no_other_workspace_does(doo
 def test_a_workspace_past_its_monthly_budget_is_refused_new_runs_with_the_figures(airflow_db, tmp_path):
     from datetime import datetime, timedelta, timezone
 
-    from hatchway.domain.usage import Usage, month_start
-    from hatchway.store import UsageRecord
+    from hatchway.domain.usage import month_start
+    from support.usage import spend
     from support.wes import door_deps
 
     register_dags("wes_run")
@@ -472,13 +472,6 @@ def test_a_workspace_past_its_monthly_budget_is_refused_new_runs_with_the_figure
                                    budgets={"alice": {"amount": 2.0}})
     store = deps.store
     now = datetime.now(timezone.utc)
-
-    def spend(name: str, cost: float, ended: datetime) -> None:
-        store.record_usage(UsageRecord(
-            dag_id="wes_run", dag_run_id=f"wes__{name}", run_id=name, executing_workspace="alice",
-            state="SUCCEEDED", ended_at=ended, usage=Usage(engine="nextflow", cpu_hours=1, memory_gib_hours=1,
-                                                           wall_seconds=60, task_count=1, failed_tasks=0,
-                                                           estimated_cost=cost, currency="USD")))
 
     def submit(caller, key: str):
         form = run_form("hatchway://alice/hello", json.dumps({"greeting": "hi"}))
@@ -489,12 +482,12 @@ def test_a_workspace_past_its_monthly_budget_is_refused_new_runs_with_the_figure
         people = callers(server.url, settings, "alice", "bob")
         alice, bob = people["alice"], people["bob"]
         assert alice.deploy(HELLO).status_code == 201 and bob.deploy(HELLO).status_code == 201
-        spend("last-month", 50.0, month_start(now) - timedelta(seconds=1))  # another month's budget
-        spend("this-month", 1.5, month_start(now) + timedelta(seconds=1))
+        spend(store, "alice", "last-month", 50.0, month_start(now) - timedelta(seconds=1))  # another month's budget
+        spend(store, "alice", "this-month", 1.5, month_start(now) + timedelta(seconds=1))
         first = submit(alice, "k1")
         assert first.status_code == 200, first.text  # 1.50 of 2.00 spent: may start
 
-        spend("then", 0.6, month_start(now) + timedelta(seconds=2))  # 2.10 of 2.00
+        spend(store, "alice", "then", 0.6, month_start(now) + timedelta(seconds=2))  # 2.10 of 2.00
         refused = submit(alice, "k2")
         assert refused.status_code == 403
         message = refused.json()["msg"]

@@ -252,17 +252,13 @@ def test_the_run_that_takes_the_month_past_the_soft_limit_sends_a_budget_notice(
     from datetime import datetime, timezone
 
     from hatchway.domain.notify import Notice
-    from hatchway.domain.usage import Usage
-    from hatchway.store import UsageRecord
     from support.notify import WebhookReceiver
+    from support.usage import spend
 
     usage_store.migrate()
     now = datetime.now(timezone.utc)
-    usage_store.record_usage(UsageRecord(  # earlier this month: 0.70 of a 1.00 budget
-        dag_id="wes_run", dag_run_id="wes__earlier", run_id="earlier", executing_workspace="alice", state="SUCCEEDED",
-        ended_at=now.replace(day=1, hour=0, minute=0, second=1),
-        usage=Usage(engine="nextflow", cpu_hours=1, memory_gib_hours=1, wall_seconds=1, task_count=1, failed_tasks=0,
-                    estimated_cost=0.70, currency="USD")))
+    # earlier this month: 0.70 of a 1.00 budget
+    spend(usage_store, "alice", "earlier", 0.70, now.replace(day=1, hour=0, minute=0, second=1))
     set_config(budgets={"alice": {"amount": 1.0, "soft_limit": 0.8}})
     receiver = WebhookReceiver()
     try:
